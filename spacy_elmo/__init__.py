@@ -1,0 +1,3 @@
+"""spacy-elmo: ELMo contextual word representations as a spaCy v3 plugin."""
+
+__version__ = "0.1.0"

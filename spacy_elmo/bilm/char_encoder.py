@@ -1,0 +1,84 @@
+"""Character encoder: char embeddings -> 1-D convolutions with max-pooling -> highway -> projection.
+
+Gives every token, seen or not, a context-free vector from its spelling (ELMo's layer 0).
+Parameters use the bilm-tf layout (x @ W) so that weight files load without transposes.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .options import CharCnnOptions
+
+
+class Highway(nn.Module):
+    """bilm-tf's highway layer: y = g * relu(x W_t + b_t) + (1 - g) * x, g = sigmoid(x W_c + b_c)."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.W_carry = nn.Parameter(torch.empty(dim, dim))
+        self.b_carry = nn.Parameter(torch.empty(dim))
+        self.W_transform = nn.Parameter(torch.empty(dim, dim))
+        self.b_transform = nn.Parameter(torch.empty(dim))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        dim = self.W_carry.shape[0]
+        nn.init.normal_(self.W_carry, std=(1.0 / dim) ** 0.5)
+        nn.init.normal_(self.W_transform, std=(1.0 / dim) ** 0.5)
+        # A negative carry bias starts the layer close to the identity (bilm-tf uses -2).
+        nn.init.constant_(self.b_carry, -2.0)
+        nn.init.zeros_(self.b_transform)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (n, dim)
+        gate = torch.sigmoid(torch.addmm(self.b_carry, x, self.W_carry))
+        transformed = torch.relu(torch.addmm(self.b_transform, x, self.W_transform))
+        return gate * transformed + (1.0 - gate) * x
+
+
+class CharEncoder(nn.Module):
+    """Maps (batch, tokens, 50) character ids to (batch, tokens, output_dim) token vectors.
+
+    Rows whose ids are all 0 (batch padding) come out as zeros. Each distinct token in the batch
+    is encoded once: repeated words ("the", ",") cost nothing extra and the output is unchanged.
+    """
+
+    def __init__(self, options: CharCnnOptions, output_dim: int):
+        super().__init__()
+        self.options = options
+        self.output_dim = output_dim
+        # Row 0 is batch padding and stays zero; rows 1.. are the shifted character ids.
+        self.char_embed = nn.Embedding(options.n_characters, options.embedding_dim, padding_idx=0)
+        self.convolutions = nn.ModuleList(
+            nn.Conv1d(options.embedding_dim, n_filters, kernel_size=width)
+            for width, n_filters in options.filters
+        )
+        self.highways = nn.ModuleList(Highway(options.n_filters) for _ in range(options.n_highway))
+        self.W_proj = nn.Parameter(torch.empty(options.n_filters, output_dim))
+        self.b_proj = nn.Parameter(torch.zeros(output_dim))
+        nn.init.normal_(self.W_proj, std=(1.0 / options.n_filters) ** 0.5)
+        self.activation = {"relu": torch.relu, "tanh": torch.tanh}[options.activation]
+
+    def encode_unique(self, char_ids: torch.Tensor) -> torch.Tensor:
+        """(n, 50) ids of n tokens -> (n, output_dim). No de-duplication, no padding handling."""
+        x = self.char_embed(char_ids).transpose(1, 2)  # (n, char_dim, 50)
+        pooled = []
+        for conv in self.convolutions:
+            # Max over character positions first, then the activation (as bilm-tf does).
+            pooled.append(conv(x).max(dim=-1).values)  # (n, n_filters_k)
+        h = self.activation(torch.cat(pooled, dim=-1))  # (n, n_filters)
+        for highway in self.highways:
+            h = highway(h)
+        return torch.addmm(self.b_proj, h, self.W_proj)  # (n, output_dim)
+
+    def forward(self, char_ids: torch.Tensor) -> torch.Tensor:
+        batch, n_tokens, n_chars = char_ids.shape
+        flat = char_ids.reshape(-1, n_chars)
+        present = (flat > 0).any(dim=-1)
+        out = flat.new_zeros((flat.shape[0], self.output_dim), dtype=self.W_proj.dtype)
+        if bool(present.any()):
+            unique, inverse = torch.unique(flat[present], dim=0, return_inverse=True)
+            out[present] = self.encode_unique(unique)[inverse]
+        return out.reshape(batch, n_tokens, self.output_dim)

@@ -1,0 +1,166 @@
+"""Stacked bidirectional LSTM with projections, cell/projection clipping and residual connections.
+
+This is bilm-tf's `LSTMCell(num_units=dim, num_proj=projection_dim, cell_clip, proj_clip)` stacked
+n_layers deep, once per direction. The two directions never see each other; they are run together
+only to share the work:
+
+- the input-to-hidden product of every time step is one big matrix product before the recurrence;
+- forward and backward run in the same loop as a leading "direction" axis (batched matmuls);
+- the backward direction works on length-aware reversed sequences, so both directions have their
+  padding at the end, and rows are sorted by length so each step only touches rows still running.
+
+Weights are kept in the bilm-tf layout (x @ W, gates packed i, j, f, o); the forget-gate bias of
+1.0 that TensorFlow adds at run time is folded into `bias` when loading and taken out when saving.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .options import LstmOptions
+
+FORGET_BIAS = 1.0
+
+
+def reverse_padded(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Reverse each row's first `length` steps along dim 1, leaving the padding in place.
+
+    x: (batch, time, ...), lengths: (batch,). Applying it twice gives x back.
+    """
+    batch, time = x.shape[:2]
+    steps = torch.arange(time, device=x.device).unsqueeze(0)  # (1, time)
+    lengths = lengths.to(x.device).unsqueeze(1)  # (batch, 1)
+    index = torch.where(steps < lengths, lengths - 1 - steps, steps)  # (batch, time)
+    index = index.view(batch, time, *([1] * (x.dim() - 2))).expand_as(x)
+    return x.gather(1, index)
+
+
+class BiLstmLayer(nn.Module):
+    """One layer, both directions. Parameters carry a leading direction axis of size 2."""
+
+    def __init__(self, input_dim: int, options: LstmOptions):
+        super().__init__()
+        cell, proj = options.dim, options.projection_dim
+        self.input_dim, self.cell_dim, self.proj_dim = input_dim, cell, proj
+        self.cell_clip, self.proj_clip = options.cell_clip, options.proj_clip
+        self.W_input = nn.Parameter(torch.empty(2, input_dim, 4 * cell))  # x -> gates
+        self.W_hidden = nn.Parameter(torch.empty(2, proj, 4 * cell))  # h -> gates
+        self.bias = nn.Parameter(torch.empty(2, 4 * cell))  # includes the forget bias
+        self.W_proj = nn.Parameter(torch.empty(2, cell, proj))  # cell output -> h
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        bound = (6.0 / (self.input_dim + self.proj_dim + 4 * self.cell_dim)) ** 0.5
+        nn.init.uniform_(self.W_input, -bound, bound)
+        nn.init.uniform_(self.W_hidden, -bound, bound)
+        nn.init.uniform_(self.W_proj, -(3.0 / self.cell_dim) ** 0.5, (3.0 / self.cell_dim) ** 0.5)
+        with torch.no_grad():
+            self.bias.zero_()
+            self.bias[:, 2 * self.cell_dim : 3 * self.cell_dim] = FORGET_BIAS
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        lengths: torch.Tensor,
+        state: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """Run both directions over left-aligned inputs.
+
+        x: (2, batch, time, input_dim): direction 0 in reading order, direction 1 already reversed
+        per row. Rows must be sorted by length, longest first. lengths: (batch,) on the CPU.
+        state: optional (h, c) of shapes (2, batch, proj) and (2, batch, cell).
+        Returns outputs (2, batch, time, proj), zero past each row's length, and the final (h, c) of
+        each row (the state after its last real step; rows of length 0 keep their initial state).
+        """
+        _, batch, time, _ = x.shape
+        cell = self.cell_dim
+        if state is None:
+            h = x.new_zeros(2, batch, self.proj_dim)
+            c = x.new_zeros(2, batch, cell)
+        else:
+            h, c = state
+        # All time steps at once: (2, batch*time, in) @ (2, in, 4cell) + bias.
+        x_gates = torch.baddbmm(
+            self.bias.unsqueeze(1), x.reshape(2, batch * time, -1), self.W_input
+        ).view(2, batch, time, 4 * cell)
+        # Number of rows still running at each step (rows sorted longest first).
+        active = [int(n) for n in (lengths.unsqueeze(0) > torch.arange(time).unsqueeze(1)).sum(1)]
+        outputs = []
+        for t in range(time):
+            n = active[t]
+            gates = torch.baddbmm(x_gates[:, :n, t], h[:, :n], self.W_hidden)  # (2, n, 4cell)
+            i, j, f, o = gates.chunk(4, dim=-1)
+            c_new = torch.sigmoid(f) * c[:, :n] + torch.sigmoid(i) * torch.tanh(j)
+            if self.cell_clip is not None:
+                c_new = c_new.clamp(-self.cell_clip, self.cell_clip)
+            h_new = torch.bmm(torch.sigmoid(o) * torch.tanh(c_new), self.W_proj)  # (2, n, proj)
+            if self.proj_clip is not None:
+                h_new = h_new.clamp(-self.proj_clip, self.proj_clip)
+            if n < batch:  # finished rows keep their final state
+                h = torch.cat([h_new, h[:, n:]], dim=1)
+                c = torch.cat([c_new, c[:, n:]], dim=1)
+                outputs.append(F.pad(h_new, (0, 0, 0, batch - n)))
+            else:
+                h, c = h_new, c_new
+                outputs.append(h_new)
+        if outputs:
+            out = torch.stack(outputs, dim=2)  # (2, batch, time, proj)
+        else:
+            out = x.new_zeros(2, batch, 0, self.proj_dim)
+        return out, (h, c)
+
+
+class BiLstmStack(nn.Module):
+    """n_layers of `BiLstmLayer`, residual connections between layers, optional carried state."""
+
+    def __init__(self, input_dim: int, options: LstmOptions, dropout: float = 0.0):
+        super().__init__()
+        self.options = options
+        self.layers = nn.ModuleList(
+            BiLstmLayer(input_dim if k == 0 else options.projection_dim, options)
+            for k in range(options.n_layers)
+        )
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        lengths: torch.Tensor,
+        states: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
+    ) -> tuple[list[torch.Tensor], list[tuple[torch.Tensor, torch.Tensor]]]:
+        """x: (batch, time, input_dim), left-aligned, lengths: (batch,) (any order).
+
+        states: optional per-layer (h, c), shapes (2, batch, proj) and (2, batch, cell), in batch
+        order. Returns each layer's output as (2, batch, time, proj) in reading order for both
+        directions, zero at padded positions, and the per-layer final states in batch order.
+        """
+        lengths = lengths.cpu()
+        order = torch.argsort(lengths, descending=True, stable=True)
+        restore = torch.argsort(order)
+        lengths_sorted = lengths[order]
+        x = x[order.to(x.device)]
+        # Direction axis: forward reads left to right, backward reads the reversed row.
+        layer_input = torch.stack([x, reverse_padded(x, lengths_sorted)])  # (2, batch, time, in)
+        device_order = order.to(x.device)
+        outputs, final_states = [], []
+        for k, layer in enumerate(self.layers):
+            state = None
+            if states is not None:
+                h0, c0 = states[k]
+                state = (h0[:, device_order], c0[:, device_order])
+            out, (h, c) = layer(self.dropout(layer_input), lengths_sorted, state)
+            if k > 0 and self.options.use_skip_connections:
+                out = out + layer_input
+            outputs.append(out)
+            final_states.append((h, c))
+            layer_input = out
+        device_restore = restore.to(x.device)
+        results = []
+        for out in outputs:
+            out = self.dropout(out) if self.training else out
+            backward = reverse_padded(out[1], lengths_sorted)
+            results.append(torch.stack([out[0], backward])[:, device_restore])
+        final_states = [(h[:, device_restore], c[:, device_restore]) for h, c in final_states]
+        return results, final_states

@@ -1,0 +1,202 @@
+"""The model architecture, as written in bilm-tf / AllenNLP `options.json` files.
+
+We read and write exactly that JSON so that files move freely between the tools; anything that
+does not describe a valid model raises `OptionsError` naming the offending key.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .char_ids import MAX_CHARS_PER_TOKEN
+
+
+class OptionsError(ValueError):
+    """options.json is missing, unreadable or does not describe a valid ELMo model."""
+
+
+@dataclass(frozen=True)
+class CharCnnOptions:
+    embedding_dim: int = 16
+    filters: tuple[tuple[int, int], ...] = ((1, 32), (2, 32), (3, 64), (4, 128), (5, 256), (6, 512), (7, 1024))
+    n_highway: int = 2
+    activation: str = "relu"
+    # 262 = 256 bytes + 5 specials + 1 for batch padding. bilm-tf writes 261 during training.
+    n_characters: int = 262
+    max_characters_per_token: int = MAX_CHARS_PER_TOKEN
+
+    @property
+    def n_filters(self) -> int:
+        return sum(n for _, n in self.filters)
+
+
+@dataclass(frozen=True)
+class LstmOptions:
+    n_layers: int = 2
+    dim: int = 4096  # cell size
+    projection_dim: int = 512
+    cell_clip: float | None = 3.0
+    proj_clip: float | None = 3.0
+    use_skip_connections: bool = True
+
+
+@dataclass(frozen=True)
+class ElmoOptions:
+    char_cnn: CharCnnOptions = field(default_factory=CharCnnOptions)
+    lstm: LstmOptions = field(default_factory=LstmOptions)
+
+    @property
+    def output_dim(self) -> int:
+        """Width of every ELMo layer: forward and backward projections side by side."""
+        return 2 * self.lstm.projection_dim
+
+    @property
+    def n_layers(self) -> int:
+        """Number of representations per token: the char encoder plus each LSTM layer."""
+        return self.lstm.n_layers + 1
+
+    # ---- JSON --------------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        c, l = self.char_cnn, self.lstm
+        lstm: dict[str, Any] = {
+            "n_layers": l.n_layers,
+            "dim": l.dim,
+            "projection_dim": l.projection_dim,
+            "use_skip_connections": l.use_skip_connections,
+        }
+        if l.cell_clip is not None:
+            lstm["cell_clip"] = l.cell_clip
+        if l.proj_clip is not None:
+            lstm["proj_clip"] = l.proj_clip
+        return {
+            "lstm": lstm,
+            "char_cnn": {
+                "embedding": {"dim": c.embedding_dim},
+                "filters": [list(f) for f in c.filters],
+                "n_highway": c.n_highway,
+                "n_characters": c.n_characters,
+                "max_characters_per_token": c.max_characters_per_token,
+                "activation": c.activation,
+            },
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "options") -> "ElmoOptions":
+        def fail(problem: str) -> OptionsError:
+            return OptionsError(f"{source}: {problem}")
+
+        def get(section: dict, key: str, kind: type | tuple, where: str, default: Any = ...) -> Any:
+            if key not in section:
+                if default is ...:
+                    raise fail(f"missing required key '{where}.{key}'")
+                return default
+            value = section[key]
+            if isinstance(value, bool) and kind is not bool:
+                raise fail(f"'{where}.{key}' must be a number, got {value!r}")
+            if not isinstance(value, kind):
+                raise fail(f"'{where}.{key}' has the wrong type: {value!r}")
+            return value
+
+        if not isinstance(data, dict):
+            raise fail("must be a JSON object with 'lstm' and 'char_cnn' sections")
+        for section in ("lstm", "char_cnn"):
+            if not isinstance(data.get(section), dict):
+                raise fail(f"missing the '{section}' section")
+        raw_lstm, raw_cnn = data["lstm"], data["char_cnn"]
+        embedding = get(raw_cnn, "embedding", dict, "char_cnn")
+        raw_filters = get(raw_cnn, "filters", list, "char_cnn")
+        filters = []
+        for f in raw_filters:
+            if (
+                not isinstance(f, (list, tuple))
+                or len(f) != 2
+                or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in f)
+            ):
+                raise fail(f"'char_cnn.filters' entries must be [width, n_filters] positive ints, got {f!r}")
+            filters.append((int(f[0]), int(f[1])))
+        if not filters:
+            raise fail("'char_cnn.filters' is empty")
+        max_chars = get(raw_cnn, "max_characters_per_token", int, "char_cnn", MAX_CHARS_PER_TOKEN)
+        if max_chars != MAX_CHARS_PER_TOKEN:
+            raise fail(f"'char_cnn.max_characters_per_token' must be {MAX_CHARS_PER_TOKEN}, got {max_chars}")
+        if max(w for w, _ in filters) > max_chars:
+            raise fail("a convolution is wider than max_characters_per_token")
+        n_characters = get(raw_cnn, "n_characters", int, "char_cnn", 262)
+        if n_characters not in (261, 262):
+            raise fail(f"'char_cnn.n_characters' must be 261 or 262, got {n_characters}")
+        activation = get(raw_cnn, "activation", str, "char_cnn", "relu")
+        if activation not in ("relu", "tanh"):
+            raise fail(f"'char_cnn.activation' must be 'relu' or 'tanh', got {activation!r}")
+        char_cnn = CharCnnOptions(
+            embedding_dim=get(embedding, "dim", int, "char_cnn.embedding"),
+            filters=tuple(filters),
+            n_highway=get(raw_cnn, "n_highway", int, "char_cnn", 0),
+            activation=activation,
+            n_characters=n_characters,
+            max_characters_per_token=max_chars,
+        )
+
+        def clip(key: str) -> float | None:
+            value = get(raw_lstm, key, (int, float, type(None)), "lstm", None)
+            return None if value is None else float(value)
+
+        lstm = LstmOptions(
+            n_layers=get(raw_lstm, "n_layers", int, "lstm"),
+            dim=get(raw_lstm, "dim", int, "lstm"),
+            projection_dim=get(raw_lstm, "projection_dim", int, "lstm"),
+            cell_clip=clip("cell_clip"),
+            proj_clip=clip("proj_clip"),
+            use_skip_connections=get(raw_lstm, "use_skip_connections", bool, "lstm", False),
+        )
+        for name, value in [
+            ("char_cnn.embedding.dim", char_cnn.embedding_dim),
+            ("lstm.n_layers", lstm.n_layers),
+            ("lstm.dim", lstm.dim),
+            ("lstm.projection_dim", lstm.projection_dim),
+        ]:
+            if value <= 0:
+                raise fail(f"'{name}' must be positive, got {value}")
+        if char_cnn.n_highway < 0:
+            raise fail("'char_cnn.n_highway' must be >= 0")
+        return cls(char_cnn=char_cnn, lstm=lstm)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "ElmoOptions":
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise OptionsError(f"{path}: options file not found") from None
+        except (OSError, UnicodeDecodeError) as err:
+            raise OptionsError(f"{path}: cannot read options file ({err})") from None
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise OptionsError(f"{path}: not valid JSON ({err})") from None
+        return cls.from_dict(data, source=str(path))
+
+    def to_file(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+
+
+# The released AllenNLP model sizes (see docs: Small, Medium, Original).
+def small_options() -> ElmoOptions:
+    return ElmoOptions(
+        char_cnn=CharCnnOptions(n_highway=1),
+        lstm=LstmOptions(dim=1024, projection_dim=128),
+    )
+
+
+def medium_options() -> ElmoOptions:
+    return ElmoOptions(
+        char_cnn=CharCnnOptions(n_highway=1),
+        lstm=LstmOptions(dim=2048, projection_dim=256),
+    )
+
+
+def original_options() -> ElmoOptions:
+    return ElmoOptions()

@@ -1,0 +1,274 @@
+"""Reading and writing ELMo weights in the bilm-tf / AllenNLP HDF5 layout, and model directories.
+
+A weight file holds (TensorFlow layout, x @ W):
+    char_embed                                           (261, char_dim)  ids 1..261
+    CNN/W_cnn_{k}, CNN/b_cnn_{k}                          (1, width, char_dim, n), (n,)
+    CNN_high_{h}/W_carry, W_transform, b_carry, b_transform
+    CNN_proj/W_proj, CNN_proj/b_proj                      (n_filters, proj), (proj,)
+    RNN_{d}/RNN/MultiRNNCell/Cell{l}/LSTMCell/W_0         (input + proj, 4 cell), gates i, j, f, o
+    RNN_{d}/RNN/MultiRNNCell/Cell{l}/LSTMCell/B           (4 cell,)  without the +1 forget bias
+    RNN_{d}/RNN/MultiRNNCell/Cell{l}/LSTMCell/W_P_0       (cell, proj)
+A model directory holds `options.json` + `weights.hdf5` (that pair under fixed names) and an optional
+`meta.json` with what we know about how the model was made.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import h5py
+import numpy as np
+import torch
+
+from .lstm import FORGET_BIAS
+from .model import BiLM
+from .options import ElmoOptions, OptionsError
+
+OPTIONS_NAME = "options.json"
+WEIGHTS_NAME = "weights.hdf5"
+META_NAME = "meta.json"
+N_CHAR_ROWS = 261  # char_embed rows in every weight file: ids 1..261 (0 is batch padding)
+
+
+class WeightFileError(ValueError):
+    """A weight file is missing, unreadable, or does not fit its options."""
+
+
+# ---- the name -> (tensor, converter) table -----------------------------------------------------
+
+
+def _lstm_prefix(direction: int, layer: int) -> str:
+    return f"RNN_{direction}/RNN/MultiRNNCell/Cell{layer}/LSTMCell"
+
+
+def expected_shapes(options: ElmoOptions) -> dict[str, tuple[int, ...]]:
+    """Every dataset an options file implies, with its shape: the contract of the format."""
+    c, l = options.char_cnn, options.lstm
+    shapes: dict[str, tuple[int, ...]] = {"char_embed": (N_CHAR_ROWS, c.embedding_dim)}
+    for k, (width, n) in enumerate(c.filters):
+        shapes[f"CNN/W_cnn_{k}"] = (1, width, c.embedding_dim, n)
+        shapes[f"CNN/b_cnn_{k}"] = (n,)
+    for h in range(c.n_highway):
+        for name in ("W_carry", "W_transform"):
+            shapes[f"CNN_high_{h}/{name}"] = (c.n_filters, c.n_filters)
+        for name in ("b_carry", "b_transform"):
+            shapes[f"CNN_high_{h}/{name}"] = (c.n_filters,)
+    shapes["CNN_proj/W_proj"] = (c.n_filters, l.projection_dim)
+    shapes["CNN_proj/b_proj"] = (l.projection_dim,)
+    for d in range(2):
+        for layer in range(l.n_layers):
+            p = _lstm_prefix(d, layer)
+            shapes[f"{p}/W_0"] = (2 * l.projection_dim, 4 * l.dim)
+            shapes[f"{p}/B"] = (4 * l.dim,)
+            shapes[f"{p}/W_P_0"] = (l.dim, l.projection_dim)
+    return shapes
+
+
+def _to_file_layout(model: BiLM) -> Iterator[tuple[str, np.ndarray]]:
+    """(dataset name, array) pairs for a model, in the file layout."""
+    opts = model.options
+    enc = model.char_encoder
+
+    def arr(t: torch.Tensor) -> np.ndarray:
+        return t.detach().to("cpu", torch.float32).numpy()
+
+    yield "char_embed", arr(enc.char_embed.weight[1 : N_CHAR_ROWS + 1])
+    for k, conv in enumerate(enc.convolutions):
+        # torch (n, char_dim, width) -> tf (1, width, char_dim, n)
+        yield f"CNN/W_cnn_{k}", arr(conv.weight.permute(2, 1, 0).unsqueeze(0))
+        yield f"CNN/b_cnn_{k}", arr(conv.bias)
+    for h, hw in enumerate(enc.highways):
+        for name in ("W_carry", "W_transform", "b_carry", "b_transform"):
+            yield f"CNN_high_{h}/{name}", arr(getattr(hw, name))
+    yield "CNN_proj/W_proj", arr(enc.W_proj)
+    yield "CNN_proj/b_proj", arr(enc.b_proj)
+    cell = opts.lstm.dim
+    for layer_index, layer in enumerate(model.lstm.layers):
+        for d in range(2):
+            p = _lstm_prefix(d, layer_index)
+            yield f"{p}/W_0", arr(torch.cat([layer.W_input[d], layer.W_hidden[d]], dim=0))
+            bias = layer.bias[d].detach().clone()
+            bias[2 * cell : 3 * cell] -= FORGET_BIAS
+            yield f"{p}/B", arr(bias)
+            yield f"{p}/W_P_0", arr(layer.W_proj[d])
+
+
+def _assign(model: BiLM, arrays: dict[str, np.ndarray]) -> None:
+    opts = model.options
+    enc = model.char_encoder
+
+    def t(name: str) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(arrays[name], dtype=np.float32))
+
+    with torch.no_grad():
+        enc.char_embed.weight.zero_()
+        enc.char_embed.weight[1 : N_CHAR_ROWS + 1] = t("char_embed")
+        for k, conv in enumerate(enc.convolutions):
+            conv.weight.copy_(t(f"CNN/W_cnn_{k}")[0].permute(2, 1, 0))
+            conv.bias.copy_(t(f"CNN/b_cnn_{k}"))
+        for h, hw in enumerate(enc.highways):
+            for name in ("W_carry", "W_transform", "b_carry", "b_transform"):
+                getattr(hw, name).copy_(t(f"CNN_high_{h}/{name}"))
+        enc.W_proj.copy_(t("CNN_proj/W_proj"))
+        enc.b_proj.copy_(t("CNN_proj/b_proj"))
+        cell = opts.lstm.dim
+        for layer_index, layer in enumerate(model.lstm.layers):
+            for d in range(2):
+                p = _lstm_prefix(d, layer_index)
+                w = t(f"{p}/W_0")
+                layer.W_input[d].copy_(w[: layer.input_dim])
+                layer.W_hidden[d].copy_(w[layer.input_dim :])
+                bias = t(f"{p}/B").clone()
+                bias[2 * cell : 3 * cell] += FORGET_BIAS
+                layer.bias[d].copy_(bias)
+                layer.W_proj[d].copy_(t(f"{p}/W_P_0"))
+
+
+# ---- reading -------------------------------------------------------------------------------------
+
+
+def read_weight_arrays(path: str | Path, options: ElmoOptions) -> dict[str, np.ndarray]:
+    """Read and check every dataset `options` implies. Raises WeightFileError on any problem."""
+    path = Path(path)
+    if not path.exists():
+        raise WeightFileError(f"{path}: weight file not found")
+    if path.is_dir():
+        raise WeightFileError(f"{path}: is a folder, expected an HDF5 weight file")
+    try:
+        fin = h5py.File(path, "r")
+    except (OSError, ValueError) as err:
+        raise WeightFileError(f"{path}: not a readable HDF5 file (corrupted or truncated?): {err}") from None
+    arrays: dict[str, np.ndarray] = {}
+    with fin:
+        for name, shape in expected_shapes(options).items():
+            try:
+                obj = fin.get(name)
+            except (OSError, KeyError, ValueError, RuntimeError) as err:
+                raise WeightFileError(f"{path}: cannot read '{name}' (corrupted file?): {err}") from None
+            if obj is None:
+                raise WeightFileError(
+                    f"{path}: dataset '{name}' is missing: the file does not fit these options "
+                    f"(or it is not an ELMo weight file)"
+                )
+            if not isinstance(obj, h5py.Dataset):
+                raise WeightFileError(f"{path}: '{name}' is a group, expected a dataset")
+            if tuple(obj.shape) != shape:
+                raise WeightFileError(
+                    f"{path}: dataset '{name}' has shape {tuple(obj.shape)}, the options imply {shape}: "
+                    f"weights and options.json do not belong together"
+                )
+            if obj.dtype.kind != "f":
+                raise WeightFileError(f"{path}: dataset '{name}' holds {obj.dtype}, expected floats")
+            try:
+                data = obj[...]
+            except (OSError, ValueError, RuntimeError) as err:
+                raise WeightFileError(f"{path}: cannot read '{name}' (corrupted or truncated file?): {err}") from None
+            if not np.isfinite(data).all():
+                raise WeightFileError(f"{path}: dataset '{name}' contains NaN or infinite values")
+            arrays[name] = data
+    return arrays
+
+
+def load_weights(model: BiLM, weight_file: str | Path) -> BiLM:
+    """Fill `model` from an HDF5 weight file in the bilm-tf layout."""
+    _assign(model, read_weight_arrays(weight_file, model.options))
+    return model
+
+
+# ---- writing ------------------------------------------------------------------------------------
+
+
+def _atomic_target(path: Path) -> Path:
+    """A temporary file beside `path`; renamed over it once fully written."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    return Path(tmp)
+
+
+def save_weights(model: BiLM, weight_file: str | Path) -> None:
+    """Write `model`'s weights in the bilm-tf / AllenNLP HDF5 layout (float32), atomically."""
+    path = Path(weight_file)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _atomic_target(path)
+    try:
+        with h5py.File(tmp, "w") as fout:
+            for name, array in _to_file_layout(model):
+                fout.create_dataset(name, data=array, dtype="float32")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@dataclass(frozen=True)
+class ModelFiles:
+    options_file: Path
+    weight_file: Path
+    directory: Path | None = None
+
+    def meta(self) -> dict[str, Any]:
+        if self.directory is None:
+            return {}
+        path = self.directory / META_NAME
+        if not path.exists():
+            return {}
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as err:
+            raise WeightFileError(f"{path}: unreadable model metadata ({err})") from None
+
+
+def resolve_model_files(
+    model: str | Path | None = None,
+    options_file: str | Path | None = None,
+    weight_file: str | Path | None = None,
+) -> ModelFiles:
+    """Accept either a model directory or an explicit options file + weight file (not both)."""
+    if model is not None and (options_file is not None or weight_file is not None):
+        raise ValueError("give either a model directory or options_file + weight_file, not both")
+    if model is not None:
+        directory = Path(model)
+        if not directory.is_dir():
+            raise WeightFileError(
+                f"{directory}: not a model directory (expected a folder with {OPTIONS_NAME} and {WEIGHTS_NAME})"
+            )
+        for name in (OPTIONS_NAME, WEIGHTS_NAME):
+            if not (directory / name).is_file():
+                raise WeightFileError(f"{directory}: model directory has no {name}")
+        return ModelFiles(directory / OPTIONS_NAME, directory / WEIGHTS_NAME, directory)
+    if options_file is None or weight_file is None:
+        raise ValueError("give a model directory, or both options_file and weight_file")
+    return ModelFiles(Path(options_file), Path(weight_file))
+
+
+def load_bilm(
+    model: str | Path | None = None,
+    options_file: str | Path | None = None,
+    weight_file: str | Path | None = None,
+    stateful: bool = False,
+    device: str | torch.device = "cpu",
+) -> BiLM:
+    """Load a biLM from a model directory or from an options.json + HDF5 pair, in eval mode."""
+    files = resolve_model_files(model, options_file, weight_file)
+    try:
+        options = ElmoOptions.from_file(files.options_file)
+    except OptionsError:
+        raise
+    bilm = BiLM(options, stateful=stateful)
+    load_weights(bilm, files.weight_file)
+    return bilm.to(device).eval()
+
+
+def save_model_dir(model: BiLM, directory: str | Path, meta: dict[str, Any] | None = None) -> Path:
+    """Write a model directory: options.json, weights.hdf5 and (optionally) meta.json."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    save_weights(model, directory / WEIGHTS_NAME)
+    model.options.to_file(directory / OPTIONS_NAME)
+    if meta is not None:
+        (directory / META_NAME).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return directory
