@@ -81,16 +81,21 @@ class BiLstmLayer(nn.Module):
             c = x.new_zeros(2, batch, cell)
         else:
             h, c = state
-        # All time steps at once: (2, batch*time, in) @ (2, in, 4cell) + bias.
-        x_gates = torch.baddbmm(
-            self.bias.unsqueeze(1), x.reshape(2, batch * time, -1), self.W_input
-        ).view(2, batch, time, 4 * cell)
-        # Number of rows still running at each step (rows sorted longest first).
-        active = [int(n) for n in (lengths.unsqueeze(0) > torch.arange(time).unsqueeze(1)).sum(1)]
+        # Rows still running at each step (rows are sorted longest first, so they are a prefix).
+        active = (lengths.unsqueeze(0) > torch.arange(time).unsqueeze(1)).sum(1).tolist()
+        # The input-to-hidden product of every real position at once, packed time-major (as a
+        # PackedSequence) so padding costs nothing and each step reads one contiguous block:
+        # (2, n_real, in) @ (2, in, 4cell) + bias -> (2, n_real, 4cell).
+        valid = (torch.arange(time).unsqueeze(1) < lengths.unsqueeze(0)).to(x.device)  # (time, batch)
+        packed = x.transpose(1, 2)[:, valid]  # (2, n_real, in)
+        x_gates = torch.baddbmm(self.bias.unsqueeze(1), packed, self.W_input)
+        offsets = [0]
+        for n in active:
+            offsets.append(offsets[-1] + n)
         outputs = []
         for t in range(time):
             n = active[t]
-            gates = torch.baddbmm(x_gates[:, :n, t], h[:, :n], self.W_hidden)  # (2, n, 4cell)
+            gates = torch.baddbmm(x_gates[:, offsets[t] : offsets[t + 1]], h[:, :n], self.W_hidden)  # (2, n, 4cell)
             i, j, f, o = gates.chunk(4, dim=-1)
             c_new = torch.sigmoid(f) * c[:, :n] + torch.sigmoid(i) * torch.tanh(j)
             if self.cell_clip is not None:
@@ -101,14 +106,14 @@ class BiLstmLayer(nn.Module):
             if n < batch:  # finished rows keep their final state
                 h = torch.cat([h_new, h[:, n:]], dim=1)
                 c = torch.cat([c_new, c[:, n:]], dim=1)
-                outputs.append(F.pad(h_new, (0, 0, 0, batch - n)))
             else:
                 h, c = h_new, c_new
-                outputs.append(h_new)
+            outputs.append(h_new)
+        # Unpack: (2, n_real, proj) -> (2, time, batch, proj) with zeros at padding -> batch-major.
+        out = x.new_zeros(time, batch, 2, self.proj_dim)
         if outputs:
-            out = torch.stack(outputs, dim=2)  # (2, batch, time, proj)
-        else:
-            out = x.new_zeros(2, batch, 0, self.proj_dim)
+            out = out.index_put((valid,), torch.cat(outputs, dim=1).transpose(0, 1))
+        out = out.permute(2, 1, 0, 3)  # (2, batch, time, proj)
         return out, (h, c)
 
 
@@ -130,20 +135,28 @@ class BiLstmStack(nn.Module):
         lengths: torch.Tensor,
         states: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
     ) -> tuple[list[torch.Tensor], list[tuple[torch.Tensor, torch.Tensor]]]:
-        """x: (batch, time, input_dim), left-aligned, lengths: (batch,) (any order).
+        """Run the stack over left-aligned rows; lengths: (batch,), any order.
 
+        x: (batch, time, input_dim): one sequence per row; the backward direction reads each row
+           right to left, and its outputs are returned in reading order like the forward ones.
+        x: (2, batch, time, input_dim): a separate input per direction, each already in the order
+           that direction reads it (language-model training feeds the backward direction a
+           reversed stream, so that state carried between windows is the right context). Outputs
+           come back in the same per-direction order.
         states: optional per-layer (h, c), shapes (2, batch, proj) and (2, batch, cell), in batch
-        order. Returns each layer's output as (2, batch, time, proj) in reading order for both
-        directions, zero at padded positions, and the per-layer final states in batch order.
+        order. Returns each layer's output as (2, batch, time, proj), zero at padded positions, and
+        the per-layer final states (after each row's last real step) in batch order.
         """
+        per_direction = x.dim() == 4
         lengths = lengths.cpu()
         order = torch.argsort(lengths, descending=True, stable=True)
-        restore = torch.argsort(order)
         lengths_sorted = lengths[order]
-        x = x[order.to(x.device)]
-        # Direction axis: forward reads left to right, backward reads the reversed row.
-        layer_input = torch.stack([x, reverse_padded(x, lengths_sorted)])  # (2, batch, time, in)
         device_order = order.to(x.device)
+        if per_direction:
+            layer_input = x[:, device_order]  # (2, batch, time, in)
+        else:
+            x = x[device_order]
+            layer_input = torch.stack([x, reverse_padded(x, lengths_sorted)])  # (2, batch, time, in)
         outputs, final_states = [], []
         for k, layer in enumerate(self.layers):
             state = None
@@ -156,11 +169,12 @@ class BiLstmStack(nn.Module):
             outputs.append(out)
             final_states.append((h, c))
             layer_input = out
-        device_restore = restore.to(x.device)
+        restore = torch.argsort(order).to(x.device)
         results = []
         for out in outputs:
-            out = self.dropout(out) if self.training else out
-            backward = reverse_padded(out[1], lengths_sorted)
-            results.append(torch.stack([out[0], backward])[:, device_restore])
-        final_states = [(h[:, device_restore], c[:, device_restore]) for h, c in final_states]
+            out = self.dropout(out)
+            if not per_direction:
+                out = torch.stack([out[0], reverse_padded(out[1], lengths_sorted)])
+            results.append(out[:, restore])
+        final_states = [(h[:, restore], c[:, restore]) for h, c in final_states]
         return results, final_states

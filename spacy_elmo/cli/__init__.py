@@ -1,0 +1,24 @@
+"""The `spacy-elmo` command line (also `python -m spacy_elmo`). Each command lives in its own module."""
+
+import typer
+
+app = typer.Typer(
+    name="spacy-elmo",
+    help="ELMo for spaCy: embed text, pretrain and evaluate biLMs, convert weight files.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def _root() -> None:
+    """ELMo for spaCy: embed text, pretrain and evaluate biLMs, convert weight files."""
+
+
+# Importing a command module registers its commands on `app`.
+from . import embed  # noqa: E402,F401
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,33 @@
+"""Options and helpers shared by several commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from wasabi import msg
+
+from ..bilm import BiLM, OptionsError, WeightFileError, load_bilm
+
+ModelOpt = typer.Option(None, "--model", "-m", help="Model directory (options.json + weights.hdf5).")
+OptionsFileOpt = typer.Option(None, "--options-file", help="ELMo options.json (use with --weight-file).")
+WeightFileOpt = typer.Option(None, "--weight-file", help="ELMo HDF5 weight file (use with --options-file).")
+DeviceOpt = typer.Option("cpu", "--device", help="Torch device: cpu, cuda, cuda:1, ...")
+
+
+def load_model_or_exit(
+    model: Optional[Path], options_file: Optional[Path], weight_file: Optional[Path], device: str = "cpu"
+) -> BiLM:
+    """Load a biLM from the command-line options; a bad model is a one-line error, not a traceback."""
+    if model is None and options_file is None and weight_file is None:
+        from ..default_model import default_model_dir
+
+        model = default_model_dir()
+        if model is None:
+            msg.fail("No model given and no default model is installed: pass --model DIR or --options-file F --weight-file F", exits=1)
+    try:
+        return load_bilm(model, options_file, weight_file, device=device)
+    except (OptionsError, WeightFileError, ValueError) as err:
+        msg.fail(str(err), exits=1)
+        raise  # unreachable: msg.fail exits

@@ -1,0 +1,48 @@
+"""`spacy-elmo embed`: AllenNLP's `elmo` command, same flags, same HDF5 layout."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from wasabi import msg
+
+from ..bilm.embedder import Embedder, embed_file
+from . import app
+from ._common import DeviceOpt, ModelOpt, OptionsFileOpt, WeightFileOpt, load_model_or_exit
+
+
+@app.command("embed")
+def embed_cli(
+    input_file: Path = typer.Argument(..., help="Text file: one whitespace-tokenized sentence per line."),
+    output_file: Path = typer.Argument(..., help="HDF5 file to write (replaced atomically when done)."),
+    all_layers: bool = typer.Option(False, "--all", help="Write all layers: (n_layers+1, n_tokens, dim). The default."),
+    top: bool = typer.Option(False, "--top", help="Write the top layer only: (n_tokens, dim)."),
+    average: bool = typer.Option(False, "--average", help="Write the average of all layers: (n_tokens, dim)."),
+    model: Optional[Path] = ModelOpt,
+    options_file: Optional[Path] = OptionsFileOpt,
+    weight_file: Optional[Path] = WeightFileOpt,
+    batch_size: int = typer.Option(64, "--batch-size", min=1, help="Most sentences per batch."),
+    max_batch_tokens: int = typer.Option(8192, "--max-batch-tokens", min=1, help="Most tokens per batch (bounds memory on long sentences)."),
+    use_sentence_keys: bool = typer.Option(False, "--use-sentence-keys", help="Name datasets by the sentence text instead of the line index."),
+    forget_sentences: bool = typer.Option(False, "--forget-sentences", help="Do not write the sentence_to_index dataset."),
+    device: str = DeviceOpt,
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+) -> None:
+    """Embed every line of INPUT_FILE with ELMo and write OUTPUT_FILE in the AllenNLP layout.
+
+    Without --model/--options-file/--weight-file the shipped default English model is used.
+    """
+    if sum([all_layers, top, average]) > 1:
+        msg.fail("Choose at most one of --all, --top, --average", exits=1)
+    output_format = "top" if top else "average" if average else "all"
+    if not input_file.is_file():
+        msg.fail(f"{input_file}: input file not found", exits=1)
+    bilm = load_model_or_exit(model, options_file, weight_file, device)
+    embedder = Embedder(bilm, batch_size=batch_size, max_batch_tokens=max_batch_tokens)
+    try:
+        n = embed_file(embedder, input_file, output_file, output_format, use_sentence_keys, forget_sentences, progress)
+    except ValueError as err:
+        msg.fail(str(err), exits=1)
+    msg.good(f"Wrote {n} sentences ({output_format}) to {output_file}")
