@@ -17,7 +17,7 @@ def _root() -> None:
 
 
 # Importing a command module registers its commands on `app`.
-from . import embed  # noqa: E402,F401
+from . import embed, model_tools  # noqa: E402,F401
 
 
 def main() -> None:

@@ -1,0 +1,92 @@
+"""`spacy-elmo info` and `spacy-elmo convert`: look inside a model, move it between formats."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Optional
+
+import typer
+from wasabi import msg
+
+from ..bilm.weights import save_model_dir, save_weights
+from . import app
+from ._common import ModelOpt, OptionsFileOpt, WeightFileOpt, load_model_or_exit
+
+
+@app.command("info")
+def info_cli(
+    model: Optional[Path] = ModelOpt,
+    options_file: Optional[Path] = OptionsFileOpt,
+    weight_file: Optional[Path] = WeightFileOpt,
+    as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
+) -> None:
+    """Show a model's architecture, size and metadata (the default model when none is given)."""
+    bilm = load_model_or_exit(model, options_file, weight_file)
+    meta = {}
+    if model is not None and (model / "meta.json").is_file():
+        meta = json.loads((model / "meta.json").read_text(encoding="utf-8"))
+    elif model is None and options_file is None:
+        from ..default_model import default_model_dir
+
+        path = default_model_dir()
+        if path is not None and (path / "meta.json").is_file():
+            meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
+    info = {
+        "parameters": sum(p.numel() for p in bilm.parameters()),
+        "output_dim": bilm.output_dim,
+        "n_layers": bilm.n_layers,
+        "options": bilm.options.to_dict(),
+        "meta": meta,
+    }
+    if as_json:
+        print(json.dumps(info, indent=2))
+        return
+    msg.divider("ELMo model")
+    msg.table(
+        [
+            ("parameters", f"{info['parameters']:,}"),
+            ("vector width", info["output_dim"]),
+            ("layers (incl. char encoder)", info["n_layers"]),
+            ("LSTM cells / projection", f"{bilm.options.lstm.dim} / {bilm.options.lstm.projection_dim}"),
+            ("char filters", bilm.options.char_cnn.n_filters),
+            ("highway layers", bilm.options.char_cnn.n_highway),
+        ]
+    )
+    if meta:
+        msg.text(json.dumps(meta, indent=2))
+
+
+@app.command("convert")
+def convert_cli(
+    output: Path = typer.Argument(..., help="Where to write: a model directory, or with --to allennlp a folder for the pair."),
+    model: Optional[Path] = ModelOpt,
+    options_file: Optional[Path] = OptionsFileOpt,
+    weight_file: Optional[Path] = WeightFileOpt,
+    to: str = typer.Option("dir", "--to", help="'dir': a spacy-elmo model directory; 'allennlp': options.json + <name>_weights.hdf5 as AllenNLP names them."),
+    name: str = typer.Option("elmo", "--name", help="File name stem for --to allennlp."),
+) -> None:
+    """Convert between an AllenNLP / bilm-tf pair and a spacy-elmo model directory.
+
+    The weights are read, checked against the options and written again, so a converted model is
+    known to load.
+    """
+    bilm = load_model_or_exit(model, options_file, weight_file)
+    if to == "dir":
+        meta = {}
+        if model is not None and (model / "meta.json").is_file():
+            meta = json.loads((model / "meta.json").read_text(encoding="utf-8"))
+        meta.setdefault("converted_from", str(weight_file or model))
+        save_model_dir(bilm, output, meta)
+        for extra in ("MODEL_CARD.md", "vocab.txt"):
+            if model is not None and (model / extra).is_file():
+                shutil.copyfile(model / extra, output / extra)
+        msg.good(f"Wrote model directory {output}")
+    elif to == "allennlp":
+        output.mkdir(parents=True, exist_ok=True)
+        bilm.options.to_file(output / f"{name}_options.json")
+        save_weights(bilm, output / f"{name}_weights.hdf5")
+        msg.good(f"Wrote {output / (name + '_options.json')} and {output / (name + '_weights.hdf5')}")
+    else:
+        msg.fail(f"--to must be 'dir' or 'allennlp', got {to!r}", exits=1)
