@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .char_ids import N_CHAR_IDS
 from .options import CharCnnOptions
 
 
@@ -49,8 +50,9 @@ class CharEncoder(nn.Module):
         super().__init__()
         self.options = options
         self.output_dim = output_dim
-        # Row 0 is batch padding and stays zero; rows 1.. are the shifted character ids.
-        self.char_embed = nn.Embedding(options.n_characters, options.embedding_dim, padding_idx=0)
+        # Row 0 is batch padding and stays zero; rows 1..261 are the shifted character ids. Always
+        # 262 rows: bilm-tf writes n_characters = 261 during training for the same 261 characters.
+        self.char_embed = nn.Embedding(N_CHAR_IDS, options.embedding_dim, padding_idx=0)
         self.convolutions = nn.ModuleList(
             nn.Conv1d(options.embedding_dim, n_filters, kernel_size=width)
             for width, n_filters in options.filters

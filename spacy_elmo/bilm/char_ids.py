@@ -21,6 +21,7 @@ PADDING = 260
 
 # The shift that frees id 0 for batch padding; ids stored in tensors are `raw id + 1`.
 SHIFT = 1
+N_CHAR_IDS = PADDING + SHIFT + 1  # 262 ids in tensors: 0 (batch padding) .. 261
 
 
 def _marker_token(marker: int) -> list[int]:
@@ -63,19 +64,19 @@ def batch_to_ids(sentences: Sequence[Sequence[str]]) -> torch.Tensor:
     """
     if isinstance(sentences, str):
         raise TypeError("batch_to_ids expects a list of tokenized sentences, not a string")
+    for i, sentence in enumerate(sentences):
+        if isinstance(sentence, str) or not isinstance(sentence, Sequence):
+            kind = "a string" if isinstance(sentence, str) else type(sentence).__name__
+            raise TypeError(f"sentence {i} is {kind}; pass a list of tokens (e.g. text.split())")
     n_tokens = max((len(s) for s in sentences), default=0)
     ids = torch.zeros((len(sentences), n_tokens, MAX_CHARS_PER_TOKEN), dtype=torch.long)
     cache: dict[str, list[int]] = {}
     for i, sentence in enumerate(sentences):
-        if isinstance(sentence, str):
-            raise TypeError(
-                f"sentence {i} is a string; pass a list of tokens (e.g. text.split())"
-            )
         if not sentence:
             continue
         rows = []
         for token in sentence:
-            row = cache.get(token)
+            row = cache.get(token) if isinstance(token, str) else None
             if row is None:
                 row = cache[token] = token_to_char_ids(token)
             rows.append(row)

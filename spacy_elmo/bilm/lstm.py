@@ -9,8 +9,8 @@ only to share the work:
 - the backward direction works on length-aware reversed sequences, so both directions have their
   padding at the end, and rows are sorted by length so each step only touches rows still running.
 
-Weights are kept in the bilm-tf layout (x @ W, gates packed i, j, f, o); the forget-gate bias of
-1.0 that TensorFlow adds at run time is folded into `bias` when loading and taken out when saving.
+Weights are kept in the bilm-tf layout (x @ W, gates packed i, j, f, o), and like TensorFlow we
+add the forget-gate bias of 1.0 at run time rather than storing it, so weights round-trip exactly.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ class BiLstmLayer(nn.Module):
         self.cell_clip, self.proj_clip = options.cell_clip, options.proj_clip
         self.W_input = nn.Parameter(torch.empty(2, input_dim, 4 * cell))  # x -> gates
         self.W_hidden = nn.Parameter(torch.empty(2, proj, 4 * cell))  # h -> gates
-        self.bias = nn.Parameter(torch.empty(2, 4 * cell))  # includes the forget bias
+        self.bias = nn.Parameter(torch.empty(2, 4 * cell))  # without the run-time forget bias
         self.W_proj = nn.Parameter(torch.empty(2, cell, proj))  # cell output -> h
         self.reset_parameters()
 
@@ -56,9 +56,13 @@ class BiLstmLayer(nn.Module):
         nn.init.uniform_(self.W_input, -bound, bound)
         nn.init.uniform_(self.W_hidden, -bound, bound)
         nn.init.uniform_(self.W_proj, -(3.0 / self.cell_dim) ** 0.5, (3.0 / self.cell_dim) ** 0.5)
-        with torch.no_grad():
-            self.bias.zero_()
-            self.bias[:, 2 * self.cell_dim : 3 * self.cell_dim] = FORGET_BIAS
+        nn.init.zeros_(self.bias)
+
+    def gate_bias(self) -> torch.Tensor:
+        """The stored bias plus TensorFlow's run-time forget-gate bias: (2, 4 cell)."""
+        forget = torch.zeros_like(self.bias)
+        forget[:, 2 * self.cell_dim : 3 * self.cell_dim] = FORGET_BIAS
+        return self.bias + forget
 
     def forward(
         self,
@@ -88,7 +92,7 @@ class BiLstmLayer(nn.Module):
         # (2, n_real, in) @ (2, in, 4cell) + bias -> (2, n_real, 4cell).
         valid = (torch.arange(time).unsqueeze(1) < lengths.unsqueeze(0)).to(x.device)  # (time, batch)
         packed = x.transpose(1, 2)[:, valid]  # (2, n_real, in)
-        x_gates = torch.baddbmm(self.bias.unsqueeze(1), packed, self.W_input)
+        x_gates = torch.baddbmm(self.gate_bias().unsqueeze(1), packed, self.W_input)
         offsets = [0]
         for n in active:
             offsets.append(offsets[-1] + n)

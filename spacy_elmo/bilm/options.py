@@ -160,6 +160,9 @@ class ElmoOptions:
         ]:
             if value <= 0:
                 raise fail(f"'{name}' must be positive, got {value}")
+        for name, value in [("lstm.cell_clip", lstm.cell_clip), ("lstm.proj_clip", lstm.proj_clip)]:
+            if value is not None and value <= 0:
+                raise fail(f"'{name}' must be positive (or absent for no clipping), got {value}")
         if char_cnn.n_highway < 0:
             raise fail("'char_cnn.n_highway' must be >= 0")
         return cls(char_cnn=char_cnn, lstm=lstm)

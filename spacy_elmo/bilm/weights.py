@@ -6,7 +6,7 @@ A weight file holds (TensorFlow layout, x @ W):
     CNN_high_{h}/W_carry, W_transform, b_carry, b_transform
     CNN_proj/W_proj, CNN_proj/b_proj                      (n_filters, proj), (proj,)
     RNN_{d}/RNN/MultiRNNCell/Cell{l}/LSTMCell/W_0         (input + proj, 4 cell), gates i, j, f, o
-    RNN_{d}/RNN/MultiRNNCell/Cell{l}/LSTMCell/B           (4 cell,)  without the +1 forget bias
+    RNN_{d}/RNN/MultiRNNCell/Cell{l}/LSTMCell/B           (4 cell,)  the +1 forget bias is added at run time
     RNN_{d}/RNN/MultiRNNCell/Cell{l}/LSTMCell/W_P_0       (cell, proj)
 A model directory holds `options.json` + `weights.hdf5` (that pair under fixed names) and an optional
 `meta.json` with what we know about how the model was made.
@@ -25,7 +25,6 @@ import h5py
 import numpy as np
 import torch
 
-from .lstm import FORGET_BIAS
 from .model import BiLM
 from .options import ElmoOptions, OptionsError
 
@@ -71,7 +70,6 @@ def expected_shapes(options: ElmoOptions) -> dict[str, tuple[int, ...]]:
 
 def _to_file_layout(model: BiLM) -> Iterator[tuple[str, np.ndarray]]:
     """(dataset name, array) pairs for a model, in the file layout."""
-    opts = model.options
     enc = model.char_encoder
 
     def arr(t: torch.Tensor) -> np.ndarray:
@@ -87,19 +85,15 @@ def _to_file_layout(model: BiLM) -> Iterator[tuple[str, np.ndarray]]:
             yield f"CNN_high_{h}/{name}", arr(getattr(hw, name))
     yield "CNN_proj/W_proj", arr(enc.W_proj)
     yield "CNN_proj/b_proj", arr(enc.b_proj)
-    cell = opts.lstm.dim
     for layer_index, layer in enumerate(model.lstm.layers):
         for d in range(2):
             p = _lstm_prefix(d, layer_index)
             yield f"{p}/W_0", arr(torch.cat([layer.W_input[d], layer.W_hidden[d]], dim=0))
-            bias = layer.bias[d].detach().clone()
-            bias[2 * cell : 3 * cell] -= FORGET_BIAS
-            yield f"{p}/B", arr(bias)
+            yield f"{p}/B", arr(layer.bias[d])
             yield f"{p}/W_P_0", arr(layer.W_proj[d])
 
 
 def _assign(model: BiLM, arrays: dict[str, np.ndarray]) -> None:
-    opts = model.options
     enc = model.char_encoder
 
     def t(name: str) -> torch.Tensor:
@@ -116,16 +110,13 @@ def _assign(model: BiLM, arrays: dict[str, np.ndarray]) -> None:
                 getattr(hw, name).copy_(t(f"CNN_high_{h}/{name}"))
         enc.W_proj.copy_(t("CNN_proj/W_proj"))
         enc.b_proj.copy_(t("CNN_proj/b_proj"))
-        cell = opts.lstm.dim
         for layer_index, layer in enumerate(model.lstm.layers):
             for d in range(2):
                 p = _lstm_prefix(d, layer_index)
                 w = t(f"{p}/W_0")
                 layer.W_input[d].copy_(w[: layer.input_dim])
                 layer.W_hidden[d].copy_(w[layer.input_dim :])
-                bias = t(f"{p}/B").clone()
-                bias[2 * cell : 3 * cell] += FORGET_BIAS
-                layer.bias[d].copy_(bias)
+                layer.bias[d].copy_(t(f"{p}/B"))
                 layer.W_proj[d].copy_(t(f"{p}/W_P_0"))
 
 
