@@ -18,6 +18,7 @@ def _root() -> None:
 
 # Importing a command module registers its commands on `app`.
 from . import embed, model_tools  # noqa: E402,F401
+from . import evaluate, pretrain  # noqa: E402,F401
 
 
 def main() -> None:

@@ -1,0 +1,26 @@
+"""Workflow step: the pretraining text (WikiText-103 raw if present, else the fallback).
+
+    python scripts/prepare_corpus.py OUTPUT SOURCE [FALLBACK ...] [--max-words N] [--tokenize]
+"""
+
+from pathlib import Path
+from typing import List
+
+import typer
+
+from spacy_elmo.tasks.pretrain_corpus import prepare_corpus
+
+
+def main(
+    output: Path = typer.Argument(..., help="Text file to write (one paragraph per line)."),
+    sources: List[Path] = typer.Argument(..., help="Candidates in order of preference; the first that exists is used."),
+    max_words: int = typer.Option(0, "--max-words", help="Stop after about this many words (0: all)."),
+    tokenize: bool = typer.Option(False, "--tokenize", help="Split words with spaCy's English rules (for raw, untokenized text)."),
+) -> None:
+    meta = prepare_corpus(sources, output, max_words=max_words, tokenize=tokenize)
+    note = " (FALLBACK: the preferred source is absent)" if meta["fallback_used"] else ""
+    typer.echo(f"{output}: {meta['lines']:,} lines, {meta['words']:,} words from {meta['source']}{note}")
+
+
+if __name__ == "__main__":
+    typer.run(main)

@@ -1,0 +1,61 @@
+"""Workflow step: the report (Markdown table + JSON + PNG plots) from every metrics file.
+
+    python scripts/report.py OUT_DIR --stsb metrics/stsb.json --wic metrics/wic.json ...
+
+Every input is optional: a missing one shows as n/a in the table, never as an invented figure.
+"""
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from spacy_elmo.tasks._io import read_json
+from spacy_elmo.tasks.features import set_threads
+from spacy_elmo.tasks.report import ReportInputs, make_report
+
+
+def _pairs(values: List[str], what: str) -> dict:
+    out = {}
+    for value in values:
+        key, sep, rest = value.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"{what} must be KEY=VALUE, got {value!r}")
+        out[key] = rest
+    return out
+
+
+def main(
+    out_dir: Path = typer.Argument(..., help="Where report.md, report.json and the PNGs go."),
+    perplexity: Optional[Path] = typer.Option(None, "--perplexity", help="`spacy-elmo evaluate` JSON."),
+    pretrain_log: Optional[Path] = typer.Option(None, "--pretrain-log", help="Pretraining metrics.jsonl."),
+    corpus_meta: Optional[Path] = typer.Option(None, "--corpus-meta", help="prepare_corpus meta JSON (which text the biLM saw)."),
+    ner_baseline: Optional[Path] = typer.Option(None, "--ner-baseline"),
+    ner_elmo: Optional[Path] = typer.Option(None, "--ner-elmo"),
+    stsb: Optional[Path] = typer.Option(None, "--stsb"),
+    wic: Optional[Path] = typer.Option(None, "--wic"),
+    model: Optional[Path] = typer.Option(None, "--model", help="biLM model directory (for the polysemy plot)."),
+    pipeline: List[str] = typer.Option([], "--pipeline", help="TASK=PIPELINE_DIR of a trained pipeline with a learned mix (repeatable)."),
+    setting: List[str] = typer.Option([], "--setting", help="KEY=VALUE shown in the report header (repeatable)."),
+    readme: Optional[Path] = typer.Option(None, "--readme", help="Also put the table between the report markers of this README."),
+    threads: int = typer.Option(0, "--threads", help="torch CPU threads (0: torch's default)."),
+) -> None:
+    set_threads(threads)
+    settings = _pairs(setting, "--setting")
+    if corpus_meta is not None and corpus_meta.is_file():
+        meta = read_json(corpus_meta)
+        fallback = " (fallback: preferred source absent)" if meta.get("fallback_used") else ""
+        settings["pretraining text"] = f"{Path(meta['source']).name}, {meta['words']:,} words{fallback}"
+    inputs = ReportInputs(
+        perplexity=perplexity, pretrain_log=pretrain_log, ner_baseline=ner_baseline, ner_elmo=ner_elmo,
+        stsb=stsb, wic=wic, model=model, pipelines=_pairs(pipeline, "--pipeline"), settings=settings,
+    )
+    data = make_report(inputs, out_dir, readme=readme)
+    missing = [k for k, v in data["inputs"].items() if v["status"] != "ok"]
+    typer.echo(f"Wrote {out_dir / 'report.md'} and {out_dir / 'report.json'}" + (f"; missing: {', '.join(missing)}" if missing else ""))
+    if readme is not None and not data.get("readme_updated"):
+        typer.echo(f"{readme}: no report markers, left unchanged")
+
+
+if __name__ == "__main__":
+    typer.run(main)

@@ -1,0 +1,73 @@
+"""`spacy-elmo pretrain`: train a biLM on plain text (see spacy_elmo/pretrain/)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional
+
+import typer
+from wasabi import msg
+
+from . import app
+
+HELP = """Train ELMo's forward and backward language models jointly on plain text.
+
+CONFIG_PATH is a training config in spaCy's config format (configs/pretrain_demo.cfg, pretrain_small.cfg, pretrain_original.cfg); keys it leaves out take the defaults in spacy_elmo/pretrain/config.py. Any key can be overridden on the command line as with `spacy train`: --section.key value. The main ones:
+
+  --paths.train PATH          training text: file or folder, gzip ok (required)
+  --paths.dev PATH            held-out text: perplexity during/after training
+  --paths.vocab FILE          use this vocabulary (bilm-tf format)
+  --vocab.max_size N          softmax vocabulary size (the rest is <UNK>)
+  --softmax.type T            full | sampled (bilm-tf) | adaptive
+  --training.max_steps N      stop after N steps (0: no step limit)
+  --training.max_epochs E     stop after E passes over the corpus (0: none)
+  --training.batch_size B     rows per process; tokens/step = B x unroll_steps
+  --training.optimizer O      adagrad (bilm-tf, lr 0.2) | adam
+  --training.checkpoint_every N   checkpoint every N steps
+  --system.device D           auto | cpu | cuda | cuda:1
+  --corpus.tokenizer T        whitespace | spacy-blank:en
+
+OUTPUT receives config.cfg, vocab.txt, corpus_stats.json, checkpoints/last.pt, metrics.jsonl, curves.png and model/: options.json + weights.hdf5 (the AllenNLP format), meta.json, vocab.txt and softmax.hdf5. `spacy-elmo embed --model OUTPUT/model` and the elmo component load it directly.
+
+Several GPUs or machines: launch with torchrun, e.g. torchrun --nproc_per_node 4 -m spacy_elmo pretrain CONFIG -o OUT --paths.train corpus/
+"""
+
+
+@app.command(
+    "pretrain",
+    help=HELP,
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+)
+def pretrain_cli(
+    ctx: typer.Context,
+    config_path: Path = typer.Argument(..., help="Training config file (spaCy config format)."),
+    output: Path = typer.Option(..., "--output", "-o", help="Output folder (checkpoints, curves, vocabulary, model/)."),
+    resume: bool = typer.Option(
+        False, "--resume",
+        help="Continue from OUTPUT/checkpoints/last.pt: same data order, optimizer state, step count and RNG "
+             "states. Only max_steps/max_epochs, logging, evaluation and device settings may change.",
+    ),
+    init_from: Optional[Path] = typer.Option(
+        None, "--init-from",
+        help="Start from this model directory instead of random weights (fine-tuning, as bilm-tf advises for "
+             "corpora under ~10M words). Its architecture replaces the config's model section; its softmax is kept when it has one.",
+    ),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar (words/s, loss, perplexity)."),
+) -> None:
+    from spacy.cli._util import parse_config_overrides
+
+    from ..bilm import OptionsError, WeightFileError
+    from ..pretrain import CheckpointError, ConfigError, CorpusError, VocabError, load_config, pretrain
+    from ..pretrain.tokenizers import TokenizerError
+
+    overrides = parse_config_overrides(ctx.args, env_var=None)
+    if init_from is not None:
+        overrides["paths.init_from"] = str(init_from)
+    try:
+        config = load_config(config_path, overrides)
+        model_dir = pretrain(config, output, resume=resume, progress=progress)
+    except (ConfigError, CorpusError, CheckpointError, VocabError, OptionsError, WeightFileError, TokenizerError) as err:
+        msg.fail(str(err), exits=1)
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, one message, not one per process
+        msg.good(f"Model directory: {model_dir}")

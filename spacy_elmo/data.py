@@ -1,0 +1,109 @@
+"""What the `elmo` component leaves on Docs: the `._.elmo` extensions and the similarity hooks.
+
+    doc._.elmo          (n_tokens, dim) float32   the configured output, one row per token
+    doc._.elmo_layers   (n_layers + 1, n_tokens, dim) float32, or None unless all_layers=True
+    token._.elmo        (dim,)  a view of doc._.elmo[token.i]
+    span._.elmo         (dim,)  mean of the span's rows
+
+Values live in `doc.user_data`, as numpy arrays, so `DocBin(store_user_data=True)` and
+`doc.to_bytes()` keep them. Hooks do not survive serialisation (spaCy never stores them): call
+`set_similarity_hooks(doc)` again on docs that come back from a DocBin or from `nlp.pipe(n_process>1)`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from spacy.tokens import Doc, Span, Token
+
+EXTENSION = "elmo"
+LAYERS_EXTENSION = "elmo_layers"
+
+
+def _token_elmo(token: Token) -> np.ndarray | None:
+    rows = token.doc._.get(EXTENSION)
+    return None if rows is None else rows[token.i]
+
+
+def _span_elmo(span: Span) -> np.ndarray | None:
+    rows = span.doc._.get(EXTENSION)
+    if rows is None:
+        return None
+    if len(span) == 0:  # the mean of nothing: a zero vector rather than NaNs
+        return np.zeros((rows.shape[1],), dtype=rows.dtype)
+    return rows[span.start : span.end].mean(axis=0)
+
+
+def install_extensions() -> None:
+    """Register the `._.elmo` attributes (idempotent; done when spacy_elmo.component is imported)."""
+    if not Doc.has_extension(EXTENSION):
+        Doc.set_extension(EXTENSION, default=None)
+    if not Doc.has_extension(LAYERS_EXTENSION):
+        Doc.set_extension(LAYERS_EXTENSION, default=None)
+    if not Token.has_extension(EXTENSION):
+        Token.set_extension(EXTENSION, getter=_token_elmo)
+    if not Span.has_extension(EXTENSION):
+        Span.set_extension(EXTENSION, getter=_span_elmo)
+
+
+# ---- similarity hooks ----------------------------------------------------------------------------
+# Module-level functions rather than lambdas, so docs with hooks still pickle.
+
+Vectored = Doc | Span | Token
+
+
+def _doc_vector(doc: Doc) -> np.ndarray:
+    return _span_elmo(doc[:])
+
+
+def _has_vector(obj: Vectored) -> bool:
+    # False for empty docs and spans and for whitespace tokens (their rows are zero).
+    vector = obj.vector
+    return vector is not None and bool(np.any(vector))
+
+
+def _norm(obj: Vectored) -> float:
+    vector = obj.vector
+    return 0.0 if vector is None else float(np.linalg.norm(vector))
+
+
+def _elmo_vector(obj) -> np.ndarray | None:
+    """The ELMo vector of a Doc, Span or Token, hooks or not (None for anything else)."""
+    if isinstance(obj, Doc):
+        return _doc_vector(obj)
+    if isinstance(obj, Span):
+        return _span_elmo(obj)
+    if isinstance(obj, Token):
+        return _token_elmo(obj)
+    return None
+
+
+def _similarity(this: Vectored, other) -> float:
+    """Cosine of the two ELMo vectors; 0.0 when either is all zeros (as spaCy does for vectors)."""
+    a, b = _elmo_vector(this), _elmo_vector(other)
+    if a is None or b is None or a.shape != b.shape:
+        raise ValueError(
+            f"cannot compare {type(this).__name__} and {type(other).__name__} by ELMo vectors "
+            f"(shapes {getattr(a, 'shape', None)} and {getattr(b, 'shape', None)}): "
+            f"run both through the same 'elmo' component"
+        )
+    norm = float(np.linalg.norm(a)) * float(np.linalg.norm(b))
+    if norm == 0.0:
+        return 0.0
+    return float(np.dot(a, b) / norm)
+
+
+def set_similarity_hooks(doc: Doc) -> None:
+    """Make `.vector`, `.vector_norm`, `.has_vector` and `.similarity()` of the doc, its spans
+    and tokens use `doc._.elmo` (mean-pooled for docs and spans)."""
+    doc.user_hooks["vector"] = _doc_vector
+    doc.user_hooks["vector_norm"] = _norm
+    doc.user_hooks["has_vector"] = _has_vector
+    doc.user_hooks["similarity"] = _similarity
+    doc.user_span_hooks["vector"] = _span_elmo
+    # No span "vector_norm" hook: spaCy's Span.vector_norm calls the "vector" hook for it.
+    doc.user_span_hooks["has_vector"] = _has_vector
+    doc.user_span_hooks["similarity"] = _similarity
+    doc.user_token_hooks["vector"] = _token_elmo
+    doc.user_token_hooks["vector_norm"] = _norm
+    doc.user_token_hooks["has_vector"] = _has_vector
+    doc.user_token_hooks["similarity"] = _similarity

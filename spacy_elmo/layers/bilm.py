@@ -1,0 +1,183 @@
+"""The biLM as a Thinc layer: Docs in, every layer for every token out.
+
+    docs
+      -> rows of token indices: the doc's sentences when it has sentence boundaries, else the whole
+         doc, or, past `window_size` tokens, windows of whole sentences (boundaries guessed by
+         spaCy's rule-based sentencizer); whitespace tokens are left out
+      -> rows sorted by length, packed into batches of at most `words_per_batch` padded tokens
+      -> BiLM (PyTorch, through a PyTorchShim)        (batch, n_layers + 1, tokens, dim)
+      -> one array per doc                            (n_layers + 1, len(doc), dim)
+
+Rows are independent (the biLM is stateless), so a doc's vectors never depend on its batch.
+Whitespace tokens ("\\n\\n", "  ") never reach the biLM, whose training text had none, and get zero
+rows. The torch module is attached after construction (`set_bilm`), so that a pipeline can be
+built from its config before its weights are read from disk.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from spacy.pipeline import Sentencizer
+from spacy.tokens import Doc
+from thinc.api import ArgsKwargs, Model, PyTorchShim, torch2xp, xp2torch
+from thinc.types import Floats3d
+
+from ..bilm import BiLM, batch_to_ids
+from ..bilm.embedder import Embedder
+
+ElmoLayers = list[Floats3d]  # per doc: (n_layers + 1, len(doc), dim)
+Row = tuple[int, np.ndarray]  # (doc index, token indices)
+
+_SENTENCIZER: Sentencizer | None = None
+_FORKED = False
+
+
+def _after_fork_in_child() -> None:
+    global _FORKED
+    _FORKED = True
+
+
+# nlp.pipe(n_process>1) forks. A child that enters PyTorch's OpenMP pool after the parent has
+# used it hangs forever; one thread per child avoids the pool (and oversubscribing the cores).
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def ElmoBiLM(words_per_batch: int = 2000, window_size: int = 256) -> Model[list[Doc], ElmoLayers]:
+    """A Thinc model running an ELMo biLM over Docs; attach the torch module with `set_bilm`.
+
+    words_per_batch: largest padded batch (rows x longest row) sent to the biLM at once.
+    window_size: most tokens the biLM reads in one row; longer docs are split into windows.
+    """
+    if words_per_batch < 1 or window_size < 1:
+        raise ValueError("words_per_batch and window_size must be positive")
+    return Model(
+        "elmo_bilm",
+        _forward,
+        dims={"nL": None, "nO": None},
+        attrs={"words_per_batch": int(words_per_batch), "window_size": int(window_size)},
+    )
+
+
+def set_bilm(model: Model, bilm: BiLM, device: torch.device | None = None) -> None:
+    """Attach (or replace) the torch biLM; device None = the device of the current Thinc ops."""
+    model.shims[:] = [PyTorchShim(bilm.eval(), device=device)]
+    model.set_dim("nL", bilm.n_layers, force=True)
+    model.set_dim("nO", bilm.output_dim, force=True)
+
+
+def get_bilm(model: Model) -> BiLM | None:
+    return model.shims[0]._model if model.shims else None
+
+
+# ---- splitting docs into rows --------------------------------------------------------------------
+
+
+def _guess_sentence_starts(doc: Doc) -> list[int]:
+    """Sentence starts by spaCy's punctuation rules, without touching the doc's annotation."""
+    global _SENTENCIZER
+    if _SENTENCIZER is None:
+        _SENTENCIZER = Sentencizer()
+    guesses = _SENTENCIZER.predict([doc])[0]
+    return [i for i, is_start in enumerate(guesses) if is_start] or [0]
+
+
+def doc_rows(doc: Doc, window_size: int) -> list[np.ndarray]:
+    """The token indices of each biLM row of `doc`, in order, whitespace tokens left out."""
+    n = len(doc)
+    if n == 0:
+        return []
+    keep = doc.to_array("IS_SPACE") == 0  # (n,) bool
+    has_sents = doc.has_annotation("SENT_START")
+    if not has_sents and int(keep.sum()) <= window_size:
+        units = [(0, n)]
+    else:
+        starts = [s.start for s in doc.sents] if has_sents else _guess_sentence_starts(doc)
+        units = list(zip(starts, starts[1:] + [n]))
+    indices = np.arange(n)
+    rows = [indices[a:b][keep[a:b]] for a, b in units]
+    rows = [r for r in rows if len(r)]
+    if not has_sents:
+        rows = _pack(rows, window_size)
+    out = []
+    for row in rows:
+        if len(row) > window_size:
+            warnings.warn(
+                f"spacy-elmo: a sentence of {len(row)} tokens is longer than window_size={window_size}; "
+                f"it is read in consecutive windows of {window_size} tokens (no token is dropped, but "
+                f"the windows do not see each other). Raise window_size to keep it whole.",
+                stacklevel=2,
+            )
+            out.extend(row[k : k + window_size] for k in range(0, len(row), window_size))
+        else:
+            out.append(row)
+    return out
+
+
+def _pack(sentences: list[np.ndarray], window_size: int) -> list[np.ndarray]:
+    """Greedily join consecutive whole sentences into windows of at most window_size tokens."""
+    windows: list[np.ndarray] = []
+    current: list[np.ndarray] = []
+    size = 0
+    for sent in sentences:
+        if current and size + len(sent) > window_size:
+            windows.append(np.concatenate(current))
+            current, size = [], 0
+        current.append(sent)
+        size += len(sent)
+    if current:
+        windows.append(np.concatenate(current))
+    return windows
+
+
+# ---- forward / backward --------------------------------------------------------------------------
+
+
+def _forward(model: Model, docs: list[Doc], is_train: bool) -> tuple[ElmoLayers, Callable]:
+    if not model.shims:
+        raise ValueError(
+            "the ELMo biLM has no weights yet: call nlp.initialize(), or load the pipeline from disk"
+        )
+    global _FORKED
+    if _FORKED:
+        torch.set_num_threads(1)
+        _FORKED = False
+    shim = model.shims[0]
+    ops = model.ops
+    n_layers, width = model.get_dim("nL"), model.get_dim("nO")
+    window, per_batch = model.attrs["window_size"], model.attrs["words_per_batch"]
+    rows: list[Row] = [(d, idx) for d, doc in enumerate(docs) for idx in doc_rows(doc, window)]
+    outputs = [ops.alloc3f(n_layers, len(doc), width) for doc in docs]
+    words = [[t.text for t in doc] for doc in docs]
+    device = shim.device
+    row_words = [[words[d][i] for i in idx] for d, idx in rows]
+    # The core's length-sorted batching; every row has a token, so only the token budget binds.
+    batcher = Embedder(shim._model, batch_size=per_batch, max_batch_tokens=per_batch)
+    graphs: list[tuple[list[int], torch.Tensor]] = []  # kept only when training
+    for batch in batcher.batches(row_words):
+        char_ids = batch_to_ids([row_words[r] for r in batch]).to(device)
+        if is_train:
+            stacked = shim._model(char_ids).stacked()  # (batch, nL, tokens, dim), with autograd
+            graphs.append((batch, stacked))
+        else:
+            stacked = shim.predict(ArgsKwargs(args=(char_ids,), kwargs={})).stacked()  # no_grad
+        values = torch2xp(stacked.detach(), ops=ops)
+        for k, r in enumerate(batch):
+            d, idx = rows[r]
+            outputs[d][:, idx] = values[k, :, : len(idx)]
+
+    def backprop(d_outputs: ElmoLayers) -> list[Doc]:
+        for batch, stacked in graphs:
+            grads = ops.alloc(stacked.shape, dtype="float32")
+            for k, r in enumerate(batch):
+                d, idx = rows[r]
+                grads[k, :, : len(idx)] = d_outputs[d][:, idx]
+            # retain_graph: every listener may send its gradient through the same forward pass.
+            torch.autograd.backward(stacked, xp2torch(grads, device=device), retain_graph=True)
+        return []
+
+    return outputs, backprop

@@ -1,0 +1,89 @@
+"""The trained model as a model directory, and reading one back with its softmax.
+
+    options.json          the architecture (AllenNLP / bilm-tf format)
+    weights.hdf5          the biLM weights (AllenNLP / bilm-tf HDF5 layout)
+    meta.json             how it was made: corpus, steps, perplexity, vocabulary size, ...
+    vocab.txt             the softmax vocabulary (bilm-tf convention)
+    softmax.hdf5          the softmax (one dataset per parameter), for perplexity and more pretraining
+
+options.json + weights.hdf5 is exactly what AllenNLP's `Elmo(options_file, weight_file)` and bilm-tf
+read, and what `load_bilm(model=DIR)`, `spacy-elmo embed` and the `elmo` component load; the last
+two files are only needed to evaluate or continue the language model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..bilm import BiLM, WeightFileError, load_bilm, save_model_dir
+from .softmax import SOFTMAX_FILE, SoftmaxHead, load_softmax
+from .vocab import Vocab
+
+VOCAB_NAME = "vocab.txt"
+
+
+def write_model_dir(bilm: BiLM, softmax: SoftmaxHead, vocab: Vocab, directory: str | Path, meta: dict[str, Any]) -> Path:
+    """Write the directory next to its final place, then swap it in (never a half-written model)."""
+    from .softmax import save_softmax
+
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    try:
+        save_model_dir(bilm, staging, meta)
+        vocab.to_file(staging / VOCAB_NAME)
+        save_softmax(softmax, staging / SOFTMAX_FILE)
+        # Temporary files and folders are private (0600/0700); a model is meant to be shared.
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(staging, 0o777 & ~mask)
+        for f in staging.iterdir():
+            os.chmod(f, 0o666 & ~mask)
+        old = None
+        if directory.exists():
+            old = directory.with_name(f".{directory.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(directory, old)
+        os.replace(staging, directory)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return directory
+
+
+@dataclass
+class LanguageModel:
+    bilm: BiLM
+    softmax: SoftmaxHead | None  # None for models without one (e.g. the released AllenNLP files)
+    vocab: Vocab | None
+    meta: dict[str, Any]
+
+
+def load_language_model(directory: str | Path, device: str | torch.device = "cpu") -> LanguageModel:
+    directory = Path(directory)
+    bilm = load_bilm(model=directory, device=device)
+    meta: dict[str, Any] = {}
+    if (directory / "meta.json").is_file():
+        try:
+            meta = json.loads((directory / "meta.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError) as err:
+            raise WeightFileError(f"{directory / 'meta.json'}: unreadable ({err})") from None
+    softmax = vocab = None
+    if (directory / SOFTMAX_FILE).is_file() and (directory / VOCAB_NAME).is_file():
+        vocab = Vocab.from_file(directory / VOCAB_NAME)
+        softmax = load_softmax(directory / SOFTMAX_FILE).to(device).eval()
+        if softmax.vocab_size != len(vocab) or softmax.dim != bilm.options.lstm.projection_dim:
+            raise WeightFileError(
+                f"{directory}: softmax ({softmax.vocab_size} x {softmax.dim}) does not fit the vocabulary "
+                f"({len(vocab)}) and projection ({bilm.options.lstm.projection_dim})"
+            )
+    return LanguageModel(bilm, softmax, vocab, meta)

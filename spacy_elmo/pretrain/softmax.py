@@ -1,0 +1,209 @@
+"""Output layers: top LSTM state (N, dim) + target word ids (N,) -> negative log-likelihoods (N,).
+
+One head is shared by both directions (as in the paper and bilm-tf).
+
+    full      exact softmax over the whole vocabulary; costs N x V per step.
+    sampled   bilm-tf's sampled softmax: in training, the true word against `n_samples` words drawn
+              from a log-uniform (Zipf) distribution, shared by the batch, with the logQ correction
+              and accidental hits removed; cost N x n_samples. Same parameters as `full`, and exact
+              (full) in eval mode, so held-out perplexities are real perplexities.
+    adaptive  Grave et al.'s adaptive softmax (torch.nn.AdaptiveLogSoftmaxWithLoss): frequent words
+              in a small head, rare ones in down-projected tail clusters. Exact, and cheap.
+
+The vocabulary is sorted by frequency, which both the log-uniform sampler and the adaptive
+clusters rely on.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .atomic import atomic_path
+
+SOFTMAX_FILE = "softmax.hdf5"
+
+
+@dataclass(frozen=True)
+class SoftmaxSettings:
+    type: str = "sampled"  # "full" | "sampled" | "adaptive"
+    n_samples: int = 8192  # sampled: negative words per step (bilm-tf: 8192)
+    cutoffs: tuple[int, ...] = (20_000, 100_000)  # adaptive: cluster boundaries (ids); those >= V are dropped
+    div_value: float = 4.0  # adaptive: each tail cluster's projection is this much narrower
+
+
+class SoftmaxHead(nn.Module):
+    kind = "?"
+
+    def forward(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Training loss per position: (N, dim), (N,) -> (N,). May be an estimate (sampled)."""
+        raise NotImplementedError
+
+    def exact_nll(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """-log p(target) under the full, normalised distribution: (N, dim), (N,) -> (N,)."""
+        raise NotImplementedError
+
+    def describe(self) -> dict:
+        """What `load_softmax` needs to rebuild the head (saved as file metadata)."""
+        raise NotImplementedError
+
+
+class FullSoftmax(SoftmaxHead):
+    kind = "full"
+
+    def __init__(self, vocab_size: int, dim: int):
+        super().__init__()
+        self.vocab_size, self.dim = vocab_size, dim
+        # bilm-tf: softmax_W ~ N(0, 1/sqrt(dim)), softmax_b = 0.
+        self.weight = nn.Parameter(torch.randn(vocab_size, dim) / math.sqrt(dim))  # (V, dim)
+        self.bias = nn.Parameter(torch.zeros(vocab_size))  # (V,)
+
+    def exact_nll(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        # Logits in row blocks of ~16M entries, so a large vocabulary never needs a (N, V) tensor.
+        rows = max(1, (1 << 24) // self.vocab_size)
+        out = [
+            F.cross_entropy(F.linear(h, self.weight, self.bias).float(), t, reduction="none")
+            for h, t in zip(hidden.split(rows), targets.split(rows))
+        ]
+        return torch.cat(out) if out else hidden.new_zeros(0)
+
+    def forward(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return self.exact_nll(hidden, targets)
+
+    def describe(self) -> dict:
+        return {"type": self.kind, "vocab_size": self.vocab_size, "dim": self.dim}
+
+
+def log_uniform_log_prob(ids: torch.Tensor, vocab_size: int) -> torch.Tensor:
+    """log P(id) under the log-uniform (Zipf) sampler: P(k) = log((k+2)/(k+1)) / log(V+1)."""
+    k = ids.double()
+    return (torch.log1p(1.0 / (k + 1.0)) / math.log(vocab_size + 1.0)).log()
+
+
+def log_expected_count(ids: torch.Tensor, vocab_size: int, n_draws: int) -> torch.Tensor:
+    """log of the probability that `id` is among the unique words of n_draws log-uniform draws."""
+    log_p = log_uniform_log_prob(ids, vocab_size)
+    # 1 - (1 - p)^n, computed stably
+    return torch.log(-torch.expm1(n_draws * torch.log1p(-log_p.exp()))).float()
+
+
+class SampledSoftmax(FullSoftmax):
+    kind = "sampled"
+
+    def __init__(self, vocab_size: int, dim: int, n_samples: int):
+        super().__init__(vocab_size, dim)
+        if n_samples < 1:
+            raise ValueError("softmax.n_samples must be positive")
+        self.n_samples = n_samples
+
+    def sample(self, device: torch.device) -> torch.Tensor:
+        """Unique word ids from n_samples log-uniform draws (uses the torch RNG, so it resumes)."""
+        u = torch.rand(self.n_samples, device=device, dtype=torch.float64)
+        draws = (torch.exp(u * math.log(self.vocab_size + 1.0)) - 1.0).long().clamp_(0, self.vocab_size - 1)
+        return torch.unique(draws)  # (S,), S <= n_samples
+
+    def forward(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.n_samples >= self.vocab_size:
+            return self.exact_nll(hidden, targets)
+        sampled = self.sample(hidden.device)  # (S,)
+        # Logits minus log Q (the chance a word is a candidate) make the estimate unbiased-ish.
+        true_logits = (hidden * self.weight[targets]).sum(-1) + self.bias[targets]  # (N,)
+        true_logits = true_logits.float() - log_expected_count(targets, self.vocab_size, self.n_samples)
+        sampled_logits = F.linear(hidden, self.weight[sampled], self.bias[sampled]).float()  # (N, S)
+        sampled_logits = sampled_logits - log_expected_count(sampled, self.vocab_size, self.n_samples)
+        # A sample that is the target itself is not a negative: remove it.
+        hits = sampled.unsqueeze(0) == targets.unsqueeze(1)  # (N, S)
+        sampled_logits = sampled_logits.masked_fill(hits, float("-inf"))
+        logits = torch.cat([true_logits.unsqueeze(1), sampled_logits], dim=1)  # (N, 1 + S)
+        return torch.logsumexp(logits, dim=1) - true_logits
+
+    def describe(self) -> dict:
+        return {**super().describe(), "n_samples": self.n_samples}
+
+
+class AdaptiveSoftmax(SoftmaxHead):
+    kind = "adaptive"
+
+    def __init__(self, vocab_size: int, dim: int, cutoffs: tuple[int, ...], div_value: float):
+        super().__init__()
+        kept = sorted({int(c) for c in cutoffs if 0 < int(c) < vocab_size})
+        if not kept:
+            raise ValueError(
+                f"softmax.cutoffs {list(cutoffs)} leave no cluster for a vocabulary of {vocab_size}: "
+                "give at least one cutoff below the vocabulary size (or use the full softmax)"
+            )
+        self.vocab_size, self.dim, self.cutoffs, self.div_value = vocab_size, dim, tuple(kept), div_value
+        self.asm = nn.AdaptiveLogSoftmaxWithLoss(dim, vocab_size, list(kept), div_value=div_value, head_bias=True)
+
+    def exact_nll(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        if hidden.shape[0] == 0:
+            return hidden.new_zeros(0)
+        return -self.asm(hidden, targets).output.float()
+
+    def forward(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return self.exact_nll(hidden, targets)
+
+    def describe(self) -> dict:
+        return {"type": self.kind, "vocab_size": self.vocab_size, "dim": self.dim,
+                "cutoffs": list(self.cutoffs), "div_value": self.div_value}
+
+
+def build_softmax(settings: SoftmaxSettings, vocab_size: int, dim: int) -> SoftmaxHead:
+    if settings.type == "full":
+        return FullSoftmax(vocab_size, dim)
+    if settings.type == "sampled":
+        return SampledSoftmax(vocab_size, dim, settings.n_samples)
+    if settings.type == "adaptive":
+        return AdaptiveSoftmax(vocab_size, dim, settings.cutoffs, settings.div_value)
+    raise ValueError(f"softmax.type must be 'full', 'sampled' or 'adaptive', got {settings.type!r}")
+
+
+def _from_description(info: dict) -> SoftmaxHead:
+    kind, vocab_size, dim = info["type"], int(info["vocab_size"]), int(info["dim"])
+    settings = SoftmaxSettings(
+        type=kind,
+        n_samples=int(info.get("n_samples", 1)),
+        cutoffs=tuple(info.get("cutoffs", ())),
+        div_value=float(info.get("div_value", 4.0)),
+    )
+    return build_softmax(settings, vocab_size, dim)
+
+
+def save_softmax(head: SoftmaxHead, path: str | Path) -> None:
+    """HDF5 file (h5py is already a dependency): one dataset per parameter, the description as an
+    attribute. Written atomically."""
+    import h5py
+
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        f.attrs["spacy_elmo_softmax"] = json.dumps(head.describe())
+        for name, value in head.state_dict().items():
+            f.create_dataset(name, data=value.detach().to("cpu", torch.float32).numpy())
+
+
+def load_softmax(path: str | Path) -> SoftmaxHead:
+    import h5py
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: softmax file not found")
+    try:
+        with h5py.File(path, "r") as f:
+            if "spacy_elmo_softmax" not in f.attrs:
+                raise ValueError(f"{path}: not a spacy-elmo softmax file (no 'spacy_elmo_softmax' attribute)")
+            head = _from_description(json.loads(f.attrs["spacy_elmo_softmax"]))
+            expected = head.state_dict()
+            state = {}
+            for name, value in expected.items():
+                if name not in f or tuple(f[name].shape) != tuple(value.shape):
+                    raise ValueError(f"{path}: '{name}' is missing or has the wrong shape")
+                state[name] = torch.from_numpy(f[name][...])
+    except OSError as err:
+        raise ValueError(f"{path}: not a readable HDF5 file ({err})") from None
+    head.load_state_dict(state)
+    return head

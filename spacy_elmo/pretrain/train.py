@@ -1,0 +1,397 @@
+"""The pretraining loop: `pretrain(config, output_dir)`.
+
+    corpus --TextStream (this process's lines)--> WindowBatcher (B rows x T tokens, both directions)
+      --BidirectionalLM (shared char CNN + softmax), DDP when several processes--> loss
+      --backward, clip, Adagrad/Adam--> step; LSTM states carried to the next window
+
+Output folder:
+    config.cfg            the resolved config (file + overrides)
+    vocab.txt             the softmax vocabulary
+    corpus_stats.json     what the vocabulary pass found in the corpus (bad lines, tokens, ...)
+    checkpoints/last.pt   everything needed to resume exactly (every checkpoint_every steps, at the end)
+    metrics.jsonl         training curves as data;  curves.png  the same as a plot
+    model/                the trained model directory (see export.py)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import torch
+from thinc.api import Config
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from .. import __version__
+from ..bilm import BiLM, ElmoOptions
+from .batches import WindowBatcher
+from .checkpoint import CHECKPOINT_NAME, CheckpointError, get_rng_state, load_checkpoint, save_checkpoint, set_rng_state
+from .config import RESUMABLE_CHANGES, ConfigError, PretrainSettings, config_differences
+from .corpus import CorpusError, CorpusStats, TextStream, corpus_fingerprint, find_corpus_files
+from .distributed import DistInfo, all_gather, all_reduce_sum, barrier, init_distributed, shutdown
+from .evaluate import PerplexityResult, evaluate_perplexity
+from .export import VOCAB_NAME, load_language_model, write_model_dir
+from .metrics import MetricsLog, perplexity, plot_curves
+from .model import BidirectionalLM, detach_states, reset_backward
+from .softmax import build_softmax
+from .tokenizers import make_tokenizer
+from .vocab import Vocab, build_vocab, count_tokens
+
+
+def log(info: DistInfo, message: str) -> None:
+    if info.is_main:
+        tqdm.write(message)
+
+
+def pretrain(config: Config, output_dir: str | Path, resume: bool = False, progress: bool = True) -> Path:
+    """Train (or, with resume=True, continue training) and return the model directory."""
+    settings = PretrainSettings.from_config(config)
+    info = init_distributed(settings.system.device)
+    try:
+        trainer = Trainer(settings, config, Path(output_dir), info, resume=resume, progress=progress)
+        return trainer.train()
+    finally:
+        shutdown(info)
+
+
+def _same_shapes(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(sa[k].shape == sb[k].shape for k in sa)
+
+
+class Trainer:
+    def __init__(self, settings: PretrainSettings, config: Config, output: Path, info: DistInfo, resume: bool, progress: bool):
+        self.settings, self.config, self.output, self.info = settings, config, output, info
+        self.progress = progress and info.is_main
+        s, t = settings, settings.training
+        if s.paths.train is None:
+            raise ConfigError("no training corpus: set paths.train (e.g. --paths.train corpus/)")
+        if s.system.threads > 0:
+            torch.set_num_threads(s.system.threads)
+        if s.system.deterministic:
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+            torch.use_deterministic_algorithms(True)
+        self.device = info.device
+        self.files = find_corpus_files(s.paths.train)
+        self.dev_files = find_corpus_files(s.paths.dev) if s.paths.dev else None
+        self.tokenizer = make_tokenizer(s.corpus.tokenizer)
+        self.ckpt_path = output / "checkpoints" / CHECKPOINT_NAME
+
+        checkpoint = None
+        if resume:
+            checkpoint = load_checkpoint(self.ckpt_path)
+            self._check_resumable(checkpoint)
+        elif self.ckpt_path.exists():
+            raise CheckpointError(
+                f"{output} already holds a checkpoint: pass --resume to continue it, or choose another output folder"
+            )
+        if info.is_main:
+            output.mkdir(parents=True, exist_ok=True)
+            (output / "config.cfg").write_text(config.to_str(), encoding="utf-8")
+
+        # ---- vocabulary and corpus statistics (main process; the others read its files) ---------
+        init = load_language_model(s.paths.init_from) if s.paths.init_from and checkpoint is None else None
+        if checkpoint is None and info.is_main:
+            self._prepare_vocab(init)
+        barrier(info)
+        self.vocab = Vocab.from_file(output / VOCAB_NAME)
+        stats_path = output / "corpus_stats.json"
+        self.corpus_stats = CorpusStats.from_dict(json.loads(stats_path.read_text())) if stats_path.exists() else None
+        if checkpoint is not None and checkpoint["vocab_fingerprint"] != self.vocab.fingerprint():
+            raise CheckpointError(f"{output / VOCAB_NAME} is not the vocabulary the checkpoint was trained with")
+
+        # ---- model, softmax, optimizer ---------------------------------------------------------
+        torch.manual_seed(s.system.seed)
+        options = s.model
+        if init is not None:
+            if init.bilm.options != options:
+                log(info, f"--init-from: using the architecture of {s.paths.init_from}, not the config's [model]")
+            options = init.bilm.options
+        self.options: ElmoOptions = options
+        bilm = BiLM(options, dropout=t.dropout)
+        if init is not None:
+            bilm.load_state_dict(init.bilm.state_dict())
+        softmax = build_softmax(s.softmax, len(self.vocab), options.lstm.projection_dim)
+        if init is not None and init.softmax is not None and init.vocab is not None \
+                and init.vocab.tokens == self.vocab.tokens and _same_shapes(init.softmax, softmax):
+            softmax.load_state_dict(init.softmax.state_dict())  # full <-> sampled share parameters
+            log(info, f"--init-from: continuing {s.paths.init_from}'s softmax too (same vocabulary)")
+        self.lm = BidirectionalLM(bilm, softmax).to(self.device)
+        self.optimizer = self._make_optimizer()
+        amp = t.mixed_precision != "no" and self.device.type == "cuda"
+        if t.mixed_precision != "no" and self.device.type != "cuda" and info.is_main:
+            log(info, "mixed precision is for GPUs: training in float32 on the CPU")
+        self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(t.mixed_precision) if amp else None
+        self.scaler = torch.amp.GradScaler("cuda", enabled=amp and t.mixed_precision == "fp16")
+
+        # ---- data: this process's share of the corpus ---------------------------------------------
+        stream = TextStream(self.files, self.tokenizer, s.corpus, rank=info.rank, world_size=info.world_size)
+        self.batcher = WindowBatcher(stream, self.vocab, t.batch_size, t.unroll_steps, t.chunk_windows)
+        self.max_steps = self._max_steps()
+
+        # ---- state: fresh, or exactly where the checkpoint left off -------------------------------
+        self.step, self.words, self.elapsed = 0, 0, 0.0
+        self.states = None
+        if checkpoint is not None:
+            self._restore(checkpoint)
+        else:
+            torch.manual_seed(s.system.seed + 1000 * info.rank)  # different dropout/samples per process
+        self.model: torch.nn.Module = self.lm
+        if info.enabled:
+            self.model = DistributedDataParallel(
+                self.lm,
+                device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                # The adaptive softmax leaves tail clusters unused when no target falls in them.
+                find_unused_parameters=s.softmax.type == "adaptive",
+            )
+        self.metrics = None
+        if info.is_main:
+            self.metrics = MetricsLog(output / "metrics.jsonl", resume_step=self.step if checkpoint else None)
+
+    # ---- setup helpers ---------------------------------------------------------------------------
+
+    def _check_resumable(self, checkpoint: dict) -> None:
+        if checkpoint["world_size"] != self.info.world_size:
+            raise CheckpointError(
+                f"the checkpoint was written by {checkpoint['world_size']} process(es), this run has "
+                f"{self.info.world_size}: resume with the same number (the data is sharded per process)"
+            )
+        saved = Config().from_str(checkpoint["config"])
+        changed = [k for k in config_differences(saved, self.config) if k not in RESUMABLE_CHANGES]
+        if changed:
+            raise CheckpointError(
+                "the config differs from the checkpoint's in " + ", ".join(changed)
+                + f" (only {', '.join(sorted(RESUMABLE_CHANGES))} may change on --resume)"
+            )
+        if checkpoint["corpus"] != corpus_fingerprint(self.files):
+            raise CheckpointError("the training corpus changed since the checkpoint (file names or sizes differ)")
+
+    def _prepare_vocab(self, init) -> None:
+        s, out = self.settings, self.output
+        need_stats = s.training.max_epochs > 0 or s.paths.vocab is None
+        counts = None
+        if need_stats:
+            log(self.info, f"Reading the corpus ({len(self.files)} file(s)) to count words and check lines")
+            stream = TextStream(self.files, self.tokenizer, s.corpus, repeat=False)
+            counts = count_tokens(stream, progress=self.progress)
+            stream.close()
+            if stream.stats.pieces == 0:
+                raise CorpusError(f"{s.paths.train}: no usable text in the corpus: {stream.stats.summary()}")
+            (out / "corpus_stats.json").write_text(json.dumps(stream.stats.to_dict(), indent=2) + "\n")
+            log(self.info, f"Corpus: {stream.stats.summary()}")
+        if s.paths.vocab is not None:
+            vocab = Vocab.from_file(s.paths.vocab)
+            source = s.paths.vocab
+        elif init is not None and init.vocab is not None and init.softmax is not None:
+            vocab = init.vocab  # keep the model's softmax: fine-tuning continues the same LM
+            source = f"{s.paths.init_from} (with its softmax)"
+        else:
+            vocab = build_vocab(counts, s.vocab)
+            source = f"the corpus ({len(counts):,} distinct words, kept {len(vocab) - 3:,})"
+        vocab.to_file(out / VOCAB_NAME)
+        log(self.info, f"Vocabulary: {len(vocab):,} entries from {source}")
+
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        t = self.settings.training
+        params = [p for p in self.lm.parameters() if p.requires_grad]
+        if t.optimizer == "adagrad":
+            return torch.optim.Adagrad(params, lr=t.learning_rate, initial_accumulator_value=t.adagrad_initial_accumulator)
+        return torch.optim.Adam(params, lr=t.learning_rate, betas=t.adam_betas, eps=t.adam_eps)
+
+    def _max_steps(self) -> int:
+        t = self.settings.training
+        steps = t.max_steps if t.max_steps > 0 else math.inf
+        if t.max_epochs > 0:
+            if self.corpus_stats is None:
+                raise ConfigError("training.max_epochs needs the corpus statistics: set training.max_steps instead")
+            stream_tokens = self.corpus_stats.tokens + 2 * self.corpus_stats.pieces  # with <S> and </S>
+            per_step = t.batch_size * t.unroll_steps * self.info.world_size
+            steps = min(steps, math.ceil(t.max_epochs * stream_tokens / per_step))
+        return int(steps)
+
+    def _restore(self, ckpt: dict) -> None:
+        self.lm.bilm.load_state_dict(ckpt["model"])
+        self.lm.softmax.load_state_dict(ckpt["softmax"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scaler.load_state_dict(ckpt["scaler"])
+        self.step, self.words, self.elapsed = int(ckpt["step"]), int(ckpt["words"]), float(ckpt["elapsed"])
+        mine = ckpt["ranks"][self.info.rank]
+        self.batcher.load_state_dict(mine["data"])
+        if mine["lstm_states"] is not None:
+            self.states = [(h.to(self.device), c.to(self.device)) for h, c in mine["lstm_states"]]
+        set_rng_state(mine["rng"])
+        log(self.info, f"Resumed from {self.ckpt_path} at step {self.step:,}")
+
+    # ---- checkpoints and evaluation -------------------------------------------------------------
+
+    def save(self) -> None:
+        """Gather every process's data position, RNG and LSTM states; the main process writes."""
+        mine = {
+            "rng": get_rng_state(),
+            "data": self.batcher.state_dict(),
+            "lstm_states": None if self.states is None else [(h.cpu(), c.cpu()) for h, c in self.states],
+        }
+        ranks = all_gather(self.info, mine)
+        if self.info.is_main:
+            save_checkpoint(
+                {
+                    "step": self.step, "words": self.words, "elapsed": self.elapsed,
+                    "world_size": self.info.world_size,
+                    "config": self.config.to_str(),
+                    "corpus": corpus_fingerprint(self.files),
+                    "vocab_fingerprint": self.vocab.fingerprint(),
+                    "model": self.lm.bilm.state_dict(),
+                    "softmax": self.lm.softmax.state_dict(),
+                    "optimizer": self.optimizer.state_dict(),
+                    "scaler": self.scaler.state_dict(),
+                    "ranks": ranks,
+                },
+                self.ckpt_path,
+            )
+        barrier(self.info)
+
+    def evaluate(self, max_sentences: int) -> PerplexityResult | None:
+        """Held-out perplexity on the main process (the others wait)."""
+        result = None
+        if self.dev_files is not None and self.info.is_main:
+            t = self.settings.training
+            with self._autocast():
+                result = evaluate_perplexity(
+                    self.lm.bilm, self.lm.softmax, self.vocab, self.dev_files, self.tokenizer, self.settings.corpus,
+                    batch_tokens=t.eval_batch_tokens, max_sentences=max_sentences,
+                )
+            self.metrics.log({"event": "eval", "step": self.step, "split": "dev", "fwd_ppl": result.fwd_ppl,
+                              "bwd_ppl": result.bwd_ppl, "ppl": result.ppl,
+                              "loss": (result.fwd_nll + result.bwd_nll) / 2, "oov_rate": result.oov_rate,
+                              "sentences": result.sentences})
+            log(self.info, f"step {self.step:,}: held-out perplexity forward {result.fwd_ppl:.2f}, "
+                           f"backward {result.bwd_ppl:.2f}, average {result.ppl:.2f}")
+        barrier(self.info)
+        return result
+
+    def _autocast(self):
+        if self.autocast_dtype is None:
+            return nullcontext()
+        return torch.autocast(device_type="cuda", dtype=self.autocast_dtype)
+
+    # ---- the loop -------------------------------------------------------------------------------
+
+    def train(self) -> Path:
+        s, t, info = self.settings, self.settings.training, self.info
+        params = [p for p in self.lm.parameters() if p.requires_grad]
+        n_params = sum(p.numel() for p in self.lm.bilm.parameters())
+        log(info, f"biLM {n_params / 1e6:.2f}M parameters, softmax {len(self.vocab):,} x {self.options.lstm.projection_dim} "
+                  f"({s.softmax.type}); {info.world_size} process(es) on {self.device}; {self.max_steps:,} steps of "
+                  f"{t.batch_size} x {t.unroll_steps} tokens per process")
+        self.lm.train()
+        window_nll = torch.zeros(2, dtype=torch.float64)
+        window_n = torch.zeros(2, dtype=torch.float64)
+        window_loss, window_steps, window_words = 0.0, 0, 0
+        window_start = time.perf_counter()
+        last_train: dict[str, Any] = {}
+        bar = tqdm(total=self.max_steps, initial=self.step, unit="step", disable=not self.progress, dynamic_ncols=True)
+        while self.step < self.max_steps:
+            batch = self.batcher.next_batch()
+            if batch.new_chunk and self.states is not None:
+                self.states = reset_backward(self.states)
+            char_ids, targets = batch.char_ids.to(self.device), batch.targets.to(self.device)
+            with self._autocast():
+                loss, nll_sums, counts, final_states = self.model(char_ids, targets, self.states)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"step {self.step + 1}: the loss is {loss.item()}; lower training.learning_rate")
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.optimizer)
+            max_norm = t.grad_clip if t.grad_clip > 0 else math.inf
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.optimizer.zero_grad(set_to_none=True)
+            self.states = detach_states(final_states)
+            self.step += 1
+            self.words += batch.n_words * info.world_size
+            window_nll += nll_sums.double().cpu()
+            window_n += counts.double().cpu()
+            window_loss += float(loss.detach())
+            window_steps += 1
+            window_words += batch.n_words * info.world_size
+
+            if self.step % t.log_every == 0 or self.step == self.max_steps:
+                now = time.perf_counter()
+                self.elapsed += now - window_start
+                loss_sum = torch.tensor([window_loss], dtype=torch.float64)
+                totals = all_reduce_sum(info, torch.cat([window_nll, window_n, loss_sum]))
+                nll = (totals[:2] / totals[2:4].clamp(min=1)).tolist()
+                mean_loss = float(totals[4]) / (window_steps * info.world_size)
+                fwd_ppl, bwd_ppl = perplexity(nll[0]), perplexity(nll[1])
+                last_train = {
+                    "event": "train", "step": self.step, "epoch": self.batcher.stream.epoch,
+                    "words": self.words, "elapsed_s": round(self.elapsed, 2),
+                    "words_per_s": window_words / max(now - window_start, 1e-9),
+                    "loss": mean_loss, "fwd_ppl": fwd_ppl, "bwd_ppl": bwd_ppl,
+                    "ppl": (fwd_ppl + bwd_ppl) / 2, "lr": self.optimizer.param_groups[0]["lr"],
+                    "grad_norm": float(grad_norm), "softmax": s.softmax.type,
+                }
+                if self.metrics is not None:
+                    self.metrics.log(last_train)
+                bar.set_postfix_str(
+                    f"{last_train['words_per_s']:,.0f} words/s  loss {last_train['loss']:.3f}  "
+                    f"ppl {last_train['ppl']:.1f} (fwd {fwd_ppl:.1f} bwd {bwd_ppl:.1f})",
+                    refresh=False,
+                )
+                window_nll.zero_()
+                window_n.zero_()
+                window_loss, window_steps, window_words = 0.0, 0, 0
+                window_start = time.perf_counter()
+            bar.update(1)
+            if t.checkpoint_every and self.step % t.checkpoint_every == 0 and self.step < self.max_steps:
+                self.save()
+                window_start = time.perf_counter()  # writing the checkpoint is not training time
+            if t.eval_every and self.step % t.eval_every == 0 and self.step < self.max_steps:
+                self.evaluate(t.eval_max_sentences)
+                window_start = time.perf_counter()
+        bar.close()
+        self.save()
+        return self.finish(last_train)
+
+    def finish(self, last_train: dict[str, Any]) -> Path:
+        """Write the model directory, the final held-out perplexity and the plot."""
+        s, info = self.settings, self.info
+        stats = sum((CorpusStats.from_dict(d) for d in all_gather(info, self.batcher.stream.stats.to_dict())), CorpusStats())
+        dev = self.evaluate(0)
+        model_dir = self.output / "model"
+        if info.is_main:
+            stream_tokens = None if self.corpus_stats is None else self.corpus_stats.tokens + 2 * self.corpus_stats.pieces
+            train_ppl = {k: last_train[k] for k in ("fwd_ppl", "bwd_ppl", "ppl")} if last_train else None
+            meta = {
+                "name": "elmo-pretrained",
+                "spacy_elmo_version": __version__,
+                "corpus": [str(f) for f in self.files],
+                "corpus_stats": None if self.corpus_stats is None else self.corpus_stats.to_dict(),
+                "bad_lines_seen_in_training": stats.bad_lines,
+                "steps": self.step,
+                "words": self.words,
+                "epochs": None if not stream_tokens else round(self.words / stream_tokens, 3),
+                "vocab_size": len(self.vocab),
+                "tokenizer": s.corpus.tokenizer,
+                "softmax": self.lm.softmax.describe(),
+                "perplexity": dev.ppl if dev is not None else (train_ppl or {}).get("ppl"),
+                "perplexity_source": "dev (exact)" if dev is not None else f"training batches ({s.softmax.type} softmax)",
+                "dev_perplexity": None if dev is None else {"fwd": dev.fwd_ppl, "bwd": dev.bwd_ppl, "avg": dev.ppl,
+                                                            "oov_rate": dev.oov_rate, "files": [str(f) for f in self.dev_files]},
+                "train_perplexity": train_ppl,
+                "init_from": s.paths.init_from,
+                "world_size": info.world_size,
+                "training_seconds": round(self.elapsed, 1),
+            }
+            write_model_dir(self.lm.bilm, self.lm.softmax, self.vocab, model_dir, meta)
+            plot_curves(self.output / "metrics.jsonl", self.output / "curves.png")
+            log(info, f"Training read {stats.summary()}")
+            log(info, f"Model written to {model_dir} (options.json + weights.hdf5: the AllenNLP format)")
+        barrier(info)
+        return model_dir

@@ -1,0 +1,14 @@
+"""Downstream evaluations of ELMo and the project report (issue #5).
+
+- `stsb`: STS Benchmark, Spearman of the cosine of mean-pooled vectors, per layer (no training).
+- `wic`: Word-in-Context, accuracy of a cosine threshold fitted on train, per layer.
+- `ner`: CoNLL-2003 reading, conversion to spaCy DocBin, span P/R/F1 per entity type.
+- `pretrain_corpus`: the pretraining text (WikiText-103 raw, else a named local fallback).
+- `report` (+ `table`, `plots`, `curves`, `mixweights`, `polysemy`): every metrics file into one
+  Markdown table, a JSON file and PNG plots.
+- helpers: `stats` (Spearman with ties, cosine; numpy only), `features` (biLM vectors in
+  chunks), `tokens` (spaCy's English word split), `_io` (atomic JSON).
+
+The biLM evaluations need only `spacy_elmo.bilm`; the spaCy pipeline is only loaded to read a
+trained component's learned scalar mix.
+"""

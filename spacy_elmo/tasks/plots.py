@@ -1,0 +1,92 @@
+"""PNG plots of the report (matplotlib, Agg backend: no display needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_mix_weights(mixes: dict[str, dict], output: str | Path) -> Path:
+    """Grouped bars: softmax(w) per layer for each learned mix (gamma in the legend)."""
+    plt = _pyplot()
+    names = sorted(mixes)
+    n_layers = max(len(m["weights"]) for m in mixes.values())
+    width = 0.8 / len(names)
+    fig, ax = plt.subplots(figsize=(1.8 + 1.6 * n_layers, 3.5))
+    for k, name in enumerate(names):
+        weights = mixes[name]["weights"]
+        xs = [j - 0.4 + width * (k + 0.5) for j in range(len(weights))]
+        bars = ax.bar(xs, weights, width=width, label=f"{name} (gamma {mixes[name]['gamma']:.2f})")
+        ax.bar_label(bars, fmt="%.3f", fontsize=7)
+    ax.axhline(1.0 / n_layers, color="grey", linestyle=":", linewidth=1, label="equal weights")
+    ax.set_xticks(range(n_layers), [f"layer {j}" for j in range(n_layers)])
+    ax.set_ylabel("softmax(w)")
+    ax.set_title("Learned scalar-mix weights per task")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(output, dpi=110)
+    plt.close(fig)
+    return Path(output)
+
+
+def plot_layer_scores(fig_data: dict, output: str | Path) -> Path:
+    """Fallback for the mix plot: STS-B Spearman and WiC accuracy per layer (which layer each
+    task prefers), with a title that says these are not learned weights."""
+    plt = _pyplot()
+    n = fig_data["n_layers"]
+    variants = [f"layer_{j}" for j in range(n)] + ["mix"]
+    series: dict[str, list[float | None]] = {}
+    for split, data in fig_data["stsb"].items():
+        series[f"STS-B {split} Spearman"] = [data["spearman"].get(v) for v in variants]
+    for split, data in fig_data["wic"]["accuracy"].items():
+        if split != "train":
+            series[f"WiC {split} accuracy"] = [data.get(v) for v in variants]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for name, values in sorted(series.items()):
+        xs = [j for j, v in enumerate(values) if v is not None]
+        ax.plot(xs, [values[j] for j in xs], marker="o", label=name)
+    ax.set_xticks(range(len(variants)), [v.replace("_", " ") for v in variants])
+    ax.set_title("No learned mix available: score per layer instead", fontsize=10)
+    if series:
+        ax.legend(fontsize=7)
+    else:
+        ax.text(0.5, 0.5, "no STS-B / WiC results", ha="center", va="center", transform=ax.transAxes)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(output, dpi=110)
+    plt.close(fig)
+    return Path(output)
+
+
+def plot_polysemy(projection: dict, output: str | Path) -> Path:
+    """One panel per variant; a point per (word, sentence), coloured by sentence, labelled
+    word/sense."""
+    plt = _pyplot()
+    occurrences = projection["occurrences"]
+    names = list(projection["variants"])
+    cmap = plt.get_cmap("tab20")
+    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 4.4), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        coords = projection["variants"][name]["coords"]
+        explained = projection["variants"][name]["explained"]
+        for k, (occ, (x, y)) in enumerate(zip(occurrences, coords)):
+            ax.scatter([x], [y], color=cmap(k % 20), s=40, label=occ["sentence"])
+            ax.annotate(f"{occ['word']}/{occ['sense']}", (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        ax.set_title(f"{name.replace('_', ' ')} (PC1 {explained[0]:.0%}, PC2 {explained[1]:.0%})", fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=6, frameon=False)
+    fig.suptitle("Contextual vectors of polysemous words (PCA), coloured by sentence")
+    fig.tight_layout(rect=(0, 0.18, 1, 1))
+    fig.savefig(output, dpi=110)
+    plt.close(fig)
+    return Path(output)

@@ -1,0 +1,113 @@
+"""The pretraining text: WikiText-103 (raw) when its archive is there, else a named local fallback.
+
+    prepare_corpus([wikitext-103-raw-v1.zip, reuters21578.en.txt], corpus/pretrain_train.txt)
+
+The first source that exists is used, and the choice is written next to the output
+(`<output>.meta.json`) so the report can say which corpus the biLM saw. A `.zip` source is read
+as the WikiText archive (member `*/wiki.train.raw`, streamed, never unpacked to disk); any
+other file as plain text (gzip accepted), one paragraph or sentence per line. WikiText section
+headings (` = Title = `) and blank lines are dropped. With tokenize=True each line is split with
+spaCy's English rules and written space-separated, so the biLM is pretrained on the same word
+split that NER (CoNLL tokens) and STS-B (the same rules) give it, and pretraining itself can use
+the fast whitespace tokenizer on every epoch.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import re
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Iterator, Sequence, TextIO
+
+from ._io import write_json
+
+WIKITEXT_MEMBER = "wiki.train.raw"
+_HEADING = re.compile(r"^\s*(=\s+)+\S.*?(\s+=)+\s*$")
+
+
+def _open_text(path: Path, member: str) -> TextIO:
+    if path.suffix == ".zip":
+        archive = zipfile.ZipFile(path)
+        names = [n for n in archive.namelist() if n.endswith("/" + member) or n == member]
+        if not names:
+            raise ValueError(f"{path}: no {member} in the archive")
+        return io.TextIOWrapper(archive.open(names[0]), encoding="utf-8", errors="replace")
+    with open(path, "rb") as f:
+        gz = f.read(2) == b"\x1f\x8b"
+    if gz:
+        return gzip.open(path, "rt", encoding="utf-8", errors="replace")
+    return open(path, encoding="utf-8", errors="replace")
+
+
+def clean_lines(lines: Iterator[str]) -> Iterator[str]:
+    """Stripped lines, without blanks and WikiText headings."""
+    for line in lines:
+        line = line.strip()
+        if line and not _HEADING.match(line):
+            yield line
+
+
+def choose_source(sources: Sequence[str | Path]) -> tuple[Path, bool]:
+    """(first existing source, whether it is a fallback, i.e. not the first listed)."""
+    for k, source in enumerate(sources):
+        if Path(source).is_file():
+            return Path(source), k > 0
+    raise FileNotFoundError("none of the pretraining sources exists: " + ", ".join(map(str, sources)))
+
+
+def prepare_corpus(
+    sources: Sequence[str | Path],
+    output: str | Path,
+    max_words: int = 0,
+    tokenize: bool = False,
+    member: str = WIKITEXT_MEMBER,
+) -> dict:
+    """Write the cleaned text of the first existing source to `output` (at most `max_words`
+    words when > 0, whole lines only). Returns and writes the meta data."""
+    source, fallback = choose_source(sources)
+    split = _spacy_split() if tokenize else None
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
+    n_lines = n_words = 0
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out, _open_text(source, member) as f:
+            for line in clean_lines(f):
+                if split is not None:
+                    line = split(line)
+                words = len(line.split())
+                if max_words and n_words + words > max_words and n_lines:
+                    break
+                out.write(line + "\n")
+                n_lines += 1
+                n_words += words
+        os.replace(tmp, output)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    meta = {
+        "source": str(source),
+        "preferred": str(sources[0]),
+        "fallback_used": fallback,
+        "lines": n_lines,
+        "words": n_words,
+        "max_words": max_words,
+        "tokenized": "spacy English rules" if tokenize else "as in the source",
+    }
+    write_json(meta_path(output), meta)
+    return meta
+
+
+def _spacy_split():
+    from .tokens import english_tokenizer
+
+    tokenizer = english_tokenizer()
+    return lambda line: " ".join(t.text for t in tokenizer(line) if t.text.strip())
+
+
+def meta_path(output: str | Path) -> Path:
+    output = Path(output)
+    return output.with_name(output.name + ".meta.json")

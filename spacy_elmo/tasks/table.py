@@ -1,0 +1,129 @@
+"""The report's table: one row per figure, columns side by side, rendered as Markdown.
+
+    rows(collect(inputs)) -> [{'task', 'metric', 'split', 'cells': {column: text}}]
+
+Cells: a number, "n/a" (the figure should be there but its input is missing), or "" (does not
+apply, e.g. no layer columns for NER). The README gets the same Markdown between two markers.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+NA = "n/a"
+README_START = "<!-- report:start -->"
+README_END = "<!-- report:end -->"
+
+
+def dig(data: Any, *keys: str) -> Any:
+    """data[k1][k2]... or None where a level is missing."""
+    for key in keys:
+        if not isinstance(data, dict) or key not in data:
+            return None
+        data = data[key]
+    return data
+
+
+def split_order(split: str) -> tuple[int, str]:
+    """Sort key: train, dev, test, then any other split by name."""
+    return ({"train": 0, "dev": 1, "validation": 1, "test": 2}.get(split, 3), split)
+
+
+def columns(n_layers: int) -> list[str]:
+    """Baseline and +ELMo side by side, then one column per ELMo layer."""
+    return ["Baseline", "+ELMo (mix)"] + [f"ELMo layer {j}" for j in range(n_layers)]
+
+
+def _cell(value: float | None, scale: float = 1.0, digits: int = 2) -> str:
+    return NA if value is None else f"{value * scale:.{digits}f}"
+
+
+def rows(fig: dict) -> list[dict]:
+    """Table rows: {'task', 'metric', 'split', 'cells': {column: str}} (missing columns = '')."""
+    n = fig["n_layers"]
+    out: list[dict] = []
+
+    def add(task: str, metric: str, split: str, **cells: str) -> None:
+        named = {"baseline": "Baseline", "elmo": "+ELMo (mix)"}
+        row = {named.get(k, k): v for k, v in cells.items()}
+        out.append({"task": task, "metric": metric, "split": split, "cells": row})
+
+    def layer_cells(values: dict[str, float | None], scale: float) -> dict[str, str]:
+        cells = {f"ELMo layer {j}": _cell(values.get(f"layer_{j}"), scale) for j in range(n)}
+        cells["Baseline"] = _cell(values.get("layer_0"), scale)  # layer 0 = the context-free char encoder
+        cells["+ELMo (mix)"] = _cell(values.get("mix"), scale)
+        return cells
+
+    ppl = fig["perplexity"]
+    add("biLM", "perplexity (mean of fwd/bwd)", "held-out", elmo=_cell(ppl["perplexity"], digits=1))
+    if ppl["forward"] is not None or ppl["backward"] is not None:
+        add("biLM", "perplexity forward / backward", "held-out",
+            elmo=f"{_cell(ppl['forward'], digits=1)} / {_cell(ppl['backward'], digits=1)}")
+
+    base, elmo = fig["ner"]["baseline"], fig["ner"]["elmo"]
+    labels = sorted(set(base["per_type"]) | set(elmo["per_type"]))
+    for metric in ("f", "p", "r"):
+        add("NER (CoNLL-2003)", {"f": "F1", "p": "precision", "r": "recall"}[metric] + " overall", "test",
+            baseline=_cell(base["overall"][metric], 100), elmo=_cell(elmo["overall"][metric], 100))
+    if not labels:
+        add("NER (CoNLL-2003)", "F1 per entity type", "test", baseline=NA, elmo=NA)
+    for label in labels:
+        add("NER (CoNLL-2003)", f"F1 {label}", "test",
+            baseline=_cell(dig(base, "per_type", label, "f"), 100), elmo=_cell(dig(elmo, "per_type", label, "f"), 100))
+
+    if not fig["stsb"]:
+        add("STS-B", "Spearman x100", "dev, test", **layer_cells({}, 100))
+    for split in sorted(fig["stsb"], key=split_order):
+        add("STS-B", "Spearman x100", split, **layer_cells(fig["stsb"][split]["spearman"], 100))
+
+    accuracy = fig["wic"]["accuracy"]
+    if not accuracy:
+        add("WiC", "accuracy %", "dev, test", **layer_cells({}, 100))
+    for split in sorted(accuracy, key=split_order):
+        name = "train (threshold fit)" if split == "train" else split
+        add("WiC", "accuracy %", name, **layer_cells(accuracy[split], 100))
+
+    wps = fig["words_per_second"]
+    add("Speed", "words/s, biLM pretraining", "train", elmo=_cell(wps["pretraining"], digits=0))
+    add("Speed", "words/s, biLM inference (STS-B)", "dev, test", elmo=_cell(wps["bilm_stsb"], digits=0))
+    add("Speed", "words/s, NER pipeline (spacy evaluate)", "test",
+        baseline=_cell(wps["ner_baseline"], digits=0), elmo=_cell(wps["ner_elmo"], digits=0))
+    return out
+
+
+def render_markdown(fig: dict, table: list[dict], plots: dict[str, str]) -> str:
+    cols = columns(fig["n_layers"])
+    lines = ["# spacy-elmo: results", ""]
+    if fig["settings"]:
+        lines += [", ".join(f"**{k}**: {v}" for k, v in fig["settings"].items()), ""]
+    lines += ["| Task | Metric | Split | " + " | ".join(cols) + " |", "|" + "---|" * (3 + len(cols))]
+    for row in table:
+        cells = [row["cells"].get(c, "") for c in cols]
+        lines.append(f"| {row['task']} | {row['metric']} | {row['split']} | " + " | ".join(cells) + " |")
+    legend = (
+        "Baseline: NER without ELMo (same config, budget and seed); for STS-B and WiC the character "
+        "encoder's layer 0 (context-free, so identical to the layer 0 column). +ELMo (mix): NER with "
+        "ELMo's learned scalar mix; for STS-B and WiC (no training) the equal-weight mix of all layers. "
+        "WiC: threshold on the cosine fitted on train, then applied to dev and test. "
+        f"{NA} = the step's output is missing (see report.json `inputs`); empty = does not apply."
+    )
+    lines += ["", legend, ""]
+    missing = [f"{name} ({info['status']})" for name, info in fig["inputs"].items() if info["status"] != "ok"]
+    if missing:
+        lines += ["Missing inputs: " + "; ".join(missing) + ".", ""]
+    for name, note in plots.items():
+        lines.append(f"- `{name}`: {note}")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def update_readme(readme: str | Path, table_markdown: str) -> bool:
+    """Replace the text between README_START and README_END; False (untouched) without markers."""
+    path = Path(readme)
+    text = path.read_text(encoding="utf-8")
+    start, end = text.find(README_START), text.find(README_END)
+    if start < 0 or end < start:
+        return False
+    body = table_markdown.split("\n", 2)[2] if table_markdown.startswith("# ") else table_markdown
+    path.write_text(text[: start + len(README_START)] + "\n" + body.strip() + "\n" + text[end:], encoding="utf-8")
+    return True

@@ -1,0 +1,261 @@
+"""spacy-elmo.ElmoListener.v1: the task's own scalar mix, one shared biLM run, a frozen biLM, spacy train."""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import subprocess
+import sys
+import tracemalloc
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import spacy
+import torch
+from spacy.tokens import DocBin
+from spacy.training import Example
+
+from spacy_elmo.bilm import ScalarMix, save_model_dir
+from spacy_elmo.layers import ElmoScalarMix
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+CONFIGS = Path(__file__).parents[1] / "configs"
+
+DATA = [
+    ("Alice met Bob in Paris .", [(0, 5, "PER"), (10, 13, "PER"), (17, 22, "LOC")], "POS"),
+    ("Bob hates London .", [(0, 3, "PER"), (10, 16, "LOC")], "NEG"),
+    ("Paris is lovely in spring .", [(0, 5, "LOC")], "POS"),
+    ("Alice found the trip to London dreadful .", [(0, 5, "PER"), (24, 30, "LOC")], "NEG"),
+]
+
+
+@pytest.fixture
+def model_dir(make_bilm, tmp_path) -> str:
+    """A model directory holding conftest's tiny random-weight biLM (3 layers of width 16)."""
+    return str(save_model_dir(make_bilm(), tmp_path / "model"))
+
+
+def listener(grad_factor: float = 0.0, **settings) -> dict:
+    return {"@architectures": "spacy-elmo.ElmoListener.v1", "upstream": "elmo", "dropout": 0.0, "grad_factor": grad_factor, **settings}
+
+
+def build_nlp(model_dir: str, textcat_grad_factor: float = 0.0, elmo: bool = True) -> spacy.Language:
+    """elmo + textcat + ner, both downstream components listening to the one elmo component."""
+    nlp = spacy.blank("en")
+    if elmo:
+        nlp.add_pipe("elmo", config={"model": model_dir, "similarity_hooks": False})
+    nlp.add_pipe(
+        "textcat",
+        config={"model": {"@architectures": "spacy.TextCatEnsemble.v2", "tok2vec": listener(textcat_grad_factor), "nO": None,
+                          "linear_model": {"@architectures": "spacy.TextCatBOW.v3", "exclusive_classes": True,
+                                           "ngram_size": 1, "no_output_layer": False, "nO": None}}},
+    )
+    nlp.add_pipe(
+        "ner",
+        config={"model": {"@architectures": "spacy.TransitionBasedParser.v2", "state_type": "ner", "extra_state_tokens": False,
+                          "hidden_width": 16, "maxout_pieces": 2, "use_upper": True, "nO": None, "tok2vec": listener()}},
+    )
+    return nlp
+
+
+def examples(nlp: spacy.Language) -> list[Example]:
+    return [
+        Example.from_dict(nlp.make_doc(text), {"entities": ents, "cats": {"POS": float(cat == "POS"), "NEG": float(cat == "NEG")}})
+        for text, ents, cat in DATA
+    ]
+
+
+def mix_of(nlp: spacy.Language, component: str):
+    (mix,) = [node for node in nlp.get_pipe(component).model.walk() if node.name == "elmo_scalar_mix"]
+    return mix
+
+
+def count_bilm_runs(nlp: spacy.Language) -> list:
+    calls: list = []
+    nlp.get_pipe("elmo").get_bilm().register_forward_hook(lambda *args: calls.append(1))
+    return calls
+
+
+# ---- the mix layer -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("layer_norm", [False, True])
+def test_mix_and_its_gradients_match_the_core_scalar_mix(layer_norm):
+    rng = np.random.default_rng(0)
+    docs = [rng.normal(size=(3, n, 5)).astype("f") for n in (4, 1, 6)]
+    d_outputs = [rng.normal(size=(n, 5)).astype("f") for n in (4, 1, 6)]
+    weights, gamma = [0.2, -0.4, 0.9], 1.3
+    mix = ElmoScalarMix(initial_weights=weights, gamma=gamma, layer_norm=layer_norm, grad_to_input=True)
+    mix.initialize(X=docs)
+    outputs, backprop = mix.begin_update(docs)
+    d_inputs = backprop(d_outputs)
+    core = ScalarMix(3, initial_weights=weights, gamma=gamma, layer_norm=layer_norm)
+    for x, y, dy, dx in zip(docs, outputs, d_outputs, d_inputs):  # the core mix, one doc at a time
+        layers = [torch.tensor(x[j][None], requires_grad=True) for j in range(3)]  # (1, n, 5) each
+        expected = core(layers, mask=torch.ones(1, x.shape[1], dtype=torch.bool))[0]
+        np.testing.assert_allclose(y, expected.detach().numpy(), atol=1e-5)
+        (expected * torch.from_numpy(dy)).sum().backward()
+        np.testing.assert_allclose(dx, np.stack([t.grad[0].numpy() for t in layers]), atol=1e-5)
+    np.testing.assert_allclose(mix.get_grad("w"), core.weights.grad.numpy(), atol=1e-4)
+    np.testing.assert_allclose(mix.get_grad("gamma"), core.gamma.grad.numpy(), atol=1e-4)
+
+
+def test_mix_dropout_only_in_training():
+    x = [np.ones((3, 50, 8), dtype="f")]
+    mix = ElmoScalarMix(dropout=0.5)
+    mix.initialize(X=x)
+    assert (mix.predict(x)[0] == 1.0).all()
+    trained, _ = mix.begin_update(x)
+    assert (trained[0] == 0).any() and (trained[0] == 2.0).any()  # inverted dropout: 1 / (1 - 0.5)
+
+
+# ---- linking and prediction ----------------------------------------------------------------------
+
+
+def test_listeners_read_the_layers_of_one_bilm_run(model_dir):
+    nlp = build_nlp(model_dir)
+    nlp.initialize(lambda: examples(nlp))
+    elmo = nlp.get_pipe("elmo")
+    assert elmo.listening_components == ["textcat", "ner"]
+    for name in ("textcat", "ner"):
+        assert mix_of(nlp, name).get_dim("nL") == 3 and mix_of(nlp, name).get_dim("nO") == 16
+    calls = count_bilm_runs(nlp)
+    doc = nlp("Alice met Bob in London .")
+    assert len(calls) == 1  # two listeners, one biLM run
+    assert len(elmo._pending) == 0  # released once both listeners have read it
+    kept = list(nlp.pipe([text for text, _, _ in DATA] * 5, batch_size=8))
+    assert len(calls) == 1 + 3 and len(elmo._pending) == 0  # 20 docs in 3 batches, docs still alive
+    # Without the elmo component the listeners run the biLM themselves: same vectors, same answers.
+    with nlp.select_pipes(disable=["elmo"]):
+        alone = nlp("Alice met Bob in London .")
+    assert alone._.elmo is None and len(calls) > 4
+    assert alone.cats == pytest.approx(doc.cats, abs=1e-6)
+    assert [(e.text, e.label_) for e in alone.ents] == [(e.text, e.label_) for e in doc.ents]
+    assert kept[0].cats == pytest.approx(nlp(DATA[0][0]).cats, abs=1e-6)
+
+
+def test_a_listener_without_an_elmo_component_explains(model_dir):
+    nlp = build_nlp(model_dir, elmo=False)
+    with pytest.raises(ValueError, match="add one before the component"):
+        nlp.initialize(lambda: examples(nlp))
+
+
+def test_a_listener_refuses_an_elmo_model_of_another_width(model_dir, tmp_path, make_bilm, tiny_options):
+    nlp = build_nlp(model_dir)
+    nlp.initialize(lambda: examples(nlp))
+    nlp.remove_pipe("elmo")
+    narrow = dataclasses.replace(tiny_options, lstm=dataclasses.replace(tiny_options.lstm, projection_dim=4))
+    save_model_dir(make_bilm(narrow), tmp_path / "narrow")
+    with pytest.raises(ValueError, match="nO=16, but component 'elmo' has nO=8"):
+        nlp.add_pipe("elmo", first=True, config={"model": str(tmp_path / "narrow")})
+
+
+# ---- training ------------------------------------------------------------------------------------
+
+
+def test_training_feeds_every_mix_from_one_frozen_bilm_run(model_dir):
+    nlp = build_nlp(model_dir)
+    optimizer = nlp.initialize(lambda: examples(nlp))
+    bilm = nlp.get_pipe("elmo").get_bilm()
+    before = {k: v.clone() for k, v in bilm.state_dict().items()}
+    calls = count_bilm_runs(nlp)
+    for _ in range(4):
+        nlp.update(examples(nlp), sgd=optimizer)
+    assert len(calls) == 4  # one biLM run per update for both listeners
+    # (Not on the first update: textcat's output layer starts at zero and passes no gradient.)
+    nlp.update(examples(nlp), sgd=False)  # gradients, no step
+    for name in ("textcat", "ner"):
+        assert np.abs(mix_of(nlp, name).get_grad("w")).sum() > 0
+        assert np.abs(mix_of(nlp, name).get_grad("gamma")).sum() > 0
+    assert all(p.grad is None for p in bilm.parameters())
+    textcat_w, ner_w = mix_of(nlp, "textcat").get_param("w"), mix_of(nlp, "ner").get_param("w")
+    assert np.abs(textcat_w).max() > 0 and np.abs(ner_w).max() > 0  # both moved away from zeros...
+    assert not np.allclose(textcat_w, ner_w)  # ...each its own way
+    assert mix_of(nlp, "ner").get_param("gamma")[0] != 1.0
+    for key, value in bilm.state_dict().items():
+        assert torch.equal(value, before[key]), key
+
+
+def test_grad_factor_fine_tunes_the_bilm(model_dir):
+    nlp = build_nlp(model_dir, textcat_grad_factor=1.0)
+    optimizer = nlp.initialize(lambda: examples(nlp))
+    bilm = nlp.get_pipe("elmo").get_bilm()
+    before = {k: v.clone() for k, v in bilm.state_dict().items()}
+    for _ in range(3):
+        nlp.update(examples(nlp), sgd=optimizer)
+    changed = [k for k, v in bilm.state_dict().items() if not torch.equal(v, before[k])]
+    assert "lstm.layers.1.W_proj" in changed and "char_encoder.W_proj" in changed
+
+
+def test_memory_stays_flat_over_a_long_stream(model_dir):
+    nlp = build_nlp(model_dir)
+    nlp.initialize(lambda: examples(nlp))
+    elmo = nlp.get_pipe("elmo")
+    texts = (f"{DATA[i % 4][0]} Day {i % 20} ." for i in range(1500))
+    tracemalloc.start()
+    try:
+        for i, doc in enumerate(nlp.pipe(texts, batch_size=32)):
+            assert doc.cats and doc._.elmo is not None
+            if i == 300:
+                gc.collect()
+                start = tracemalloc.get_traced_memory()[0]
+        gc.collect()
+        end = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert len(elmo._pending) == 0
+    # 1200 more docs went through; keeping even one (3, ~10, 16) float array each would add ~2 MB.
+    assert end - start < 500_000, end - start
+
+
+# ---- spacy train with the shipped configs ----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    nlp = spacy.blank("en")
+    path = tmp_path_factory.mktemp("corpus")
+    ner, textcat = DocBin(), DocBin()
+    for eg in examples(nlp) * 3:
+        ner.add(eg.reference)
+        textcat.add(eg.reference)
+    ner.to_disk(path / "ner.spacy")
+    textcat.to_disk(path / "textcat.spacy")
+    return path
+
+
+def train(config: str, data: Path, output: Path, *overrides: str) -> subprocess.CompletedProcess:
+    command = [
+        sys.executable, "-m", "spacy", "train", str(CONFIGS / config), "--output", str(output),
+        "--paths.train", str(data), "--paths.dev", str(data),
+        "--training.max_steps", "6", "--training.eval_frequency", "3", *overrides,
+    ]
+    return subprocess.run(command, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("config, data, component", [("ner_elmo.cfg", "ner.spacy", "ner"), ("textcat_elmo.cfg", "textcat.spacy", "textcat")])
+def test_spacy_train_learns_the_mix_and_leaves_the_bilm_alone(model_dir, corpus, tmp_path, config, data, component):
+    result = train(config, corpus / data, tmp_path, "--paths.elmo_model", model_dir)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    nlp = spacy.load(tmp_path / "model-last")
+    assert nlp.pipe_names == ["elmo", component]
+    mix = mix_of(nlp, component)
+    assert np.abs(mix.get_param("w")).max() > 0 or mix.get_param("gamma")[0] != 1.0
+    with h5py.File(Path(model_dir) / "weights.hdf5", "r") as original, \
+            h5py.File(tmp_path / "model-last" / "elmo" / "model" / "weights.hdf5", "r") as trained:
+        names = []
+        original.visit(lambda name: names.append(name) if isinstance(original[name], h5py.Dataset) else None)
+        assert names and all(np.array_equal(original[n][...], trained[n][...]) for n in names)
+    doc = nlp(DATA[0][0])
+    assert doc._.elmo.shape == (len(doc), 16)
+
+
+@pytest.mark.slow
+def test_spacy_train_baseline(corpus, tmp_path):
+    result = train("ner_baseline.cfg", corpus / "ner.spacy", tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert spacy.load(tmp_path / "model-last").pipe_names == ["ner"]

@@ -1,0 +1,442 @@
+"""`spacy-elmo pretrain` end to end, on tiny models and generated corpora (CPU, a few seconds each).
+
+Loss goes down; a run killed with SIGKILL and resumed ends bit-identical to an uninterrupted one;
+two gloo processes (DistributedDataParallel) end with identical weights; dirty corpora train and
+report their bad lines; missing or empty corpora fail clearly; the result loads as a model
+directory and its perplexity is exact.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import pytest
+import torch
+import torch.multiprocessing as mp
+from typer.testing import CliRunner
+
+from spacy_elmo.bilm import BiLM, ElmoOptions, batch_to_ids, load_bilm
+from spacy_elmo.bilm.model import add_sentence_boundaries
+from spacy_elmo.cli import app
+from spacy_elmo.pretrain import (
+    CheckpointError, CorpusError, PretrainSettings, Vocab, evaluate_perplexity, load_config, pretrain,
+)
+from spacy_elmo.pretrain.checkpoint import load_checkpoint, save_checkpoint
+from spacy_elmo.pretrain.distributed import init_distributed, shutdown
+from spacy_elmo.pretrain.export import load_language_model
+from spacy_elmo.pretrain.metrics import read_events
+from spacy_elmo.pretrain.softmax import FullSoftmax
+from spacy_elmo.pretrain.train import Trainer
+
+TINY_CONFIG = """
+[system]
+seed = 0
+device = "cpu"
+deterministic = true
+threads = 1
+
+[model]
+
+[model.lstm]
+n_layers = 2
+dim = 32
+projection_dim = 16
+
+[model.char_cnn]
+filters = [[1, 8], [2, 8], [3, 16]]
+n_highway = 1
+
+[model.char_cnn.embedding]
+dim = 8
+
+[vocab]
+max_size = 100
+min_count = 1
+
+[softmax]
+type = "full"
+n_samples = 32
+cutoffs = [15, 40]
+div_value = 2.0
+
+[training]
+batch_size = 8
+unroll_steps = 10
+chunk_windows = 3
+max_steps = 40
+max_epochs = 0
+optimizer = "adam"
+learning_rate = 0.03
+dropout = 0.1
+mixed_precision = "no"
+checkpoint_every = 0
+log_every = 1
+eval_every = 0
+"""
+
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def _restore_torch_globals():
+    """Training sets threads and deterministic mode process-wide: put them back for other tests."""
+    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    yield
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(deterministic)
+
+
+def grammar_corpus(path: Path, n_lines: int = 300, seed: int = 0) -> Path:
+    """Sentences of a small grammar (~60 words): easy to learn, so the loss must fall quickly."""
+    rng = random.Random(seed)
+    det = "the a every some no".split()
+    adj = "red big old small happy quiet green fast lazy bright".split()
+    noun = "cat dog bird fish horse mouse lion tiger bear wolf fox owl frog duck goat sheep cow pig ant bee".split()
+    verb = "sees chases likes eats finds follows hears meets helps watches".split()
+    prep = "near under over behind beside".split()
+    with open(path, "w", encoding="utf-8") as f:
+        for _ in range(n_lines):
+            words = [rng.choice(det), rng.choice(adj), rng.choice(noun), rng.choice(verb), rng.choice(det), rng.choice(noun)]
+            if rng.random() < 0.5:
+                words += [rng.choice(prep), rng.choice(det), rng.choice(noun)]
+            f.write(" ".join(words) + " .\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    return grammar_corpus(tmp_path_factory.mktemp("corpus") / "train.txt")
+
+
+@pytest.fixture(scope="module")
+def dev_corpus(tmp_path_factory) -> Path:
+    return grammar_corpus(tmp_path_factory.mktemp("dev") / "dev.txt", n_lines=40, seed=1)
+
+
+def write_config(directory: Path, corpus: Path, extra: str = "") -> Path:
+    path = directory / "tiny.cfg"
+    path.write_text(f'[paths]\ntrain = "{corpus}"\n' + TINY_CONFIG + extra, encoding="utf-8")
+    return path
+
+
+def train(config_path: Path, output: Path, resume: bool = False, **overrides) -> Path:
+    config = load_config(config_path, {k.replace("__", "."): v for k, v in overrides.items()})
+    return pretrain(config, output, resume=resume, progress=False)
+
+
+def train_losses(output: Path) -> list[float]:
+    return [e["loss"] for e in read_events(output / "metrics.jsonl") if e["event"] == "train"]
+
+
+# ---- learning ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("softmax", ["full", "sampled", "adaptive"])
+def test_loss_decreases_within_a_few_dozen_steps(tmp_path, corpus, dev_corpus, softmax):
+    config = write_config(tmp_path, corpus)
+    model_dir = train(config, tmp_path / "out", softmax__type=softmax, paths__dev=str(dev_corpus))
+    losses = train_losses(tmp_path / "out")
+    assert len(losses) == 40
+    first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
+    assert last < first - 0.4, (first, last)  # nats per word (the sampled loss is an estimate, lower)
+    # The held-out perplexity is exact, and well below chance (the vocabulary size; 54.6 untrained).
+    meta = json.loads((model_dir / "meta.json").read_text())
+    vocab_size = meta["vocab_size"]
+    assert meta["steps"] == 40 and meta["perplexity_source"] == "dev (exact)"
+    dev = meta["dev_perplexity"]
+    assert dev["avg"] == pytest.approx((dev["fwd"] + dev["bwd"]) / 2)
+    assert dev["fwd"] < 0.6 * vocab_size and dev["bwd"] < 0.6 * vocab_size, (dev, vocab_size)
+    assert meta["corpus"] == [str(corpus)] and meta["corpus_stats"]["lines"] == 300
+
+
+def test_outputs_model_directory_curves_and_allennlp_files(tmp_path, corpus):
+    model_dir = train(write_config(tmp_path, corpus), tmp_path / "out", training__max_steps=6)
+    out = tmp_path / "out"
+    for name in ("config.cfg", "vocab.txt", "corpus_stats.json", "checkpoints/last.pt", "metrics.jsonl", "curves.png"):
+        assert (out / name).is_file(), name
+    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    events = read_events(out / "metrics.jsonl")
+    assert [e["step"] for e in events] == list(range(1, 7))
+    assert all({"loss", "fwd_ppl", "bwd_ppl", "ppl", "words_per_s"} <= set(e) for e in events)
+    # The model directory: AllenNLP's options.json + HDF5 pair, loadable by load_bilm.
+    assert {p.name for p in model_dir.iterdir()} == {
+        "options.json", "weights.hdf5", "meta.json", "vocab.txt", "softmax.hdf5"}
+    bilm = load_bilm(model=model_dir)
+    assert json.loads((model_dir / "options.json").read_text())["char_cnn"]["n_characters"] == 262
+    with h5py.File(model_dir / "weights.hdf5") as f:
+        assert f["char_embed"].shape == (261, 8)
+        assert "RNN_1/RNN/MultiRNNCell/Cell1/LSTMCell/W_0" in f
+    checkpoint = load_checkpoint(out / "checkpoints" / "last.pt")
+    assert checkpoint["step"] == 6
+    for name, value in bilm.state_dict().items():  # the exported weights are the trained ones
+        assert torch.allclose(value, checkpoint["model"][name], atol=1e-6), name
+    lm = load_language_model(model_dir)
+    assert lm.vocab.tokens == Vocab.from_file(out / "vocab.txt").tokens
+    assert torch.equal(lm.softmax.weight, checkpoint["softmax"]["weight"])
+
+
+# ---- resume ------------------------------------------------------------------------------------
+
+KILLED_RUN = """
+import sys
+from spacy_elmo.pretrain import load_config, pretrain
+pretrain(load_config(sys.argv[1], {"training.max_steps": 100000}), sys.argv[2], progress=False)
+"""
+
+
+def test_resume_after_sigkill_equals_uninterrupted_run(tmp_path, corpus):
+    config = write_config(tmp_path, corpus, "")
+    overrides = {"softmax.type": "sampled", "training.checkpoint_every": 2, "training.dropout": 0.2}
+    text = load_config(config, overrides).to_str()
+    config.write_text(text)
+    killed = tmp_path / "killed"
+    ckpt = killed / "checkpoints" / "last.pt"
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_RUN, str(config), str(killed)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.time() + 120
+    while not ckpt.exists():
+        assert proc.poll() is None, proc.stdout.read().decode()
+        assert time.time() < deadline, "no checkpoint after 120 s"
+        time.sleep(0.005)
+    time.sleep(random.uniform(0.0, 0.3))  # land anywhere: between steps, mid-step, mid-checkpoint
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    saved_step = load_checkpoint(ckpt)["step"]  # the last good checkpoint is never corrupted
+    assert saved_step >= 2 and saved_step % 2 == 0
+    total = saved_step + 6
+
+    train(config, killed, resume=True, training__max_steps=total)
+    train(config, tmp_path / "reference", training__max_steps=total)
+
+    resumed = load_checkpoint(ckpt)
+    reference = load_checkpoint(tmp_path / "reference" / "checkpoints" / "last.pt")
+    assert resumed["step"] == reference["step"] == total
+    for part in ("model", "softmax"):
+        for name, value in reference[part].items():
+            assert torch.equal(resumed[part][name], value), f"{part}.{name}"
+    for key, state in reference["optimizer"]["state"].items():
+        for name, value in state.items():
+            assert torch.equal(resumed["optimizer"]["state"][key][name], value)
+    assert resumed["ranks"][0]["data"] == reference["ranks"][0]["data"]
+    # The curves line up too: every step logged once, the same losses after the resume point.
+    resumed_losses = train_losses(killed)
+    assert len(resumed_losses) == total
+    assert resumed_losses == train_losses(tmp_path / "reference")
+
+
+def test_checkpoint_is_never_half_written(tmp_path, monkeypatch):
+    path = tmp_path / "last.pt"
+    save_checkpoint({"step": 1, "weights": torch.ones(3)}, path)
+
+    def torch_save_dies_midway(obj, f):
+        Path(f).write_bytes(b"PK\x03\x04 half a zip file")
+        raise KeyboardInterrupt("killed while writing")
+
+    monkeypatch.setattr(torch, "save", torch_save_dies_midway)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint({"step": 2, "weights": torch.zeros(3)}, path)
+    state = load_checkpoint(path)
+    assert state["step"] == 1 and torch.equal(state["weights"], torch.ones(3))
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temporary left behind
+
+
+def test_resume_refuses_what_would_not_be_the_same_run(tmp_path, corpus):
+    config = write_config(tmp_path, corpus)
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        train(config, tmp_path / "out", resume=True)
+    train(config, tmp_path / "out", training__max_steps=2)
+    with pytest.raises(CheckpointError, match="--resume"):
+        train(config, tmp_path / "out", training__max_steps=2)
+    with pytest.raises(CheckpointError, match="training.batch_size"):
+        train(config, tmp_path / "out", resume=True, training__max_steps=4, training__batch_size=4)
+    train(config, tmp_path / "out", resume=True, training__max_steps=4)  # a longer run is fine
+    assert load_checkpoint(tmp_path / "out" / "checkpoints" / "last.pt")["step"] == 4
+
+
+# ---- distributed -------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank: int, world_size: int, port: int, config_path: str, output: str) -> None:
+    """One process of a torchrun-style launch: the same environment variables torchrun sets."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank))
+    config = load_config(config_path, {"training.max_steps": 6, "softmax.type": "sampled"})
+    settings = PretrainSettings.from_config(config)
+    info = init_distributed("cpu")
+    try:
+        trainer = Trainer(settings, config, Path(output), info, resume=False, progress=False)
+        trainer.train()
+        torch.save(
+            {"params": {k: v.detach().clone() for k, v in trainer.lm.state_dict().items()},
+             "chunks": trainer.batcher.chunks, "lines": trainer.batcher.stream.stats.lines},
+            Path(output) / f"rank{rank}.pt",
+        )
+    finally:
+        shutdown(info)
+
+
+def test_two_gloo_processes_end_with_identical_weights(tmp_path, corpus):
+    config = write_config(tmp_path, corpus)
+    output = tmp_path / "ddp"
+    context = mp.spawn(_ddp_worker, args=(2, _free_port(), str(config), str(output)), nprocs=2, join=False)
+    deadline = time.time() + 150
+    while not context.join(timeout=5):
+        if time.time() > deadline:
+            for p in context.processes:
+                p.kill()
+            pytest.fail("distributed training did not finish in 150 s")
+    ranks = [torch.load(output / f"rank{r}.pt", weights_only=True) for r in range(2)]
+    for name, value in ranks[0]["params"].items():
+        assert torch.equal(value, ranks[1]["params"][name]), name
+    assert ranks[0]["chunks"] != ranks[1]["chunks"]  # each rank trained on its own share of the corpus
+    assert ranks[0]["lines"] > 0 and ranks[1]["lines"] > 0
+    assert load_checkpoint(output / "checkpoints" / "last.pt")["world_size"] == 2
+    initial = BiLM(PretrainSettings.from_config(load_config(config)).model).state_dict()
+    trained = load_bilm(model=output / "model").state_dict()
+    assert any(not torch.equal(initial[k], trained[k]) for k in initial)
+    for name, value in trained.items():
+        assert torch.allclose(value, ranks[0]["params"][f"bilm.{name}"], atol=1e-6), name
+
+
+# ---- dirty and missing corpora -------------------------------------------------------------------
+
+
+def test_dirty_corpus_trains_and_reports_bad_lines(tmp_path, corpus):
+    folder = tmp_path / "dirty"
+    folder.mkdir()
+    rng = random.Random(0)
+    clean = corpus.read_bytes().splitlines(keepends=True)
+    garbage = bytes(rng.randrange(256) for _ in range(3000))
+    (folder / "a.txt").write_bytes(
+        b"".join(clean[:100]) + b"\n\n   \n\t\n"  # empty and blank lines
+        + garbage.replace(b"\n", b"") + b"\n"  # binary garbage
+        + "na\u00efve caf\u00e9 in latin-1\n".encode("latin-1")  # another encoding
+        + "r\u00e9sum\u00e9 in utf-16\n".encode("utf-16")  # and another
+        + b"the cat sees the dog . " * 20_000 + b"\n"  # 140k tokens on one line
+        + b"x" * 3_000_000 + b"\n"  # 3 MB without a space
+    )
+    (folder / "b.txt.gz").write_bytes(gzip.compress(b"".join(clean[100:])))
+    model_dir = train(write_config(tmp_path, folder), tmp_path / "out", training__max_steps=5)
+    meta = json.loads((model_dir / "meta.json").read_text())
+    stats = meta["corpus_stats"]
+    assert stats["binary"] >= 1 and stats["bad_encoding"] >= 1 and stats["long"] >= 2 and stats["empty"] >= 3
+    assert stats["lines"] > 300  # both files read, the gzip one included
+    assert load_bilm(model=model_dir) is not None
+
+
+def test_missing_or_empty_corpus_is_a_clear_error(tmp_path, corpus):
+    config = write_config(tmp_path, corpus)
+    with pytest.raises(CorpusError, match="corpus not found"):
+        train(config, tmp_path / "a", paths__train=str(tmp_path / "missing.txt"))
+    (tmp_path / "empty.txt").write_text("")
+    with pytest.raises(CorpusError, match="empty"):
+        train(config, tmp_path / "b", paths__train=str(tmp_path / "empty.txt"))
+    (tmp_path / "blank.txt").write_bytes(b"\n \n\x00\x01\x02\x03\n")
+    with pytest.raises(CorpusError, match="no usable text"):
+        train(config, tmp_path / "c", paths__train=str(tmp_path / "blank.txt"))
+    result = runner.invoke(app, ["pretrain", str(config), "-o", str(tmp_path / "d"), "--paths.train",
+                                 str(tmp_path / "missing.txt"), "--no-progress"])
+    assert result.exit_code == 1 and "corpus not found" in result.output
+    assert not (tmp_path / "d" / "model").exists()
+
+
+# ---- command line, evaluation, fine-tuning ---------------------------------------------------------
+
+
+def test_cli_pretrain_evaluate_and_embed(tmp_path, corpus, dev_corpus):
+    config = write_config(tmp_path, corpus)
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["pretrain", str(config), "-o", str(out), "--training.max_steps", "5",
+                                 "--softmax.type", "sampled", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    meta = json.loads((out / "model" / "meta.json").read_text())
+    assert meta["steps"] == 5 and meta["softmax"]["type"] == "sampled"  # the overrides took effect
+    result = runner.invoke(app, ["pretrain", str(config), "-o", str(out), "--training.max_stepz", "5"])
+    assert result.exit_code == 1 and "max_stepz" in result.output
+    report = tmp_path / "ppl.json"
+    result = runner.invoke(app, ["evaluate", str(out / "model"), str(dev_corpus), "-o", str(report), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "forward perplexity" in result.output and "backward perplexity" in result.output
+    numbers = json.loads(report.read_text())
+    assert numbers["ppl"] == pytest.approx((numbers["fwd_ppl"] + numbers["bwd_ppl"]) / 2)
+    assert 1 < numbers["fwd_ppl"] < meta["vocab_size"] * 3 and numbers["sentences"] == 40
+    bare = tmp_path / "bare"  # options.json + weights.hdf5 only, like the released AllenNLP models
+    bare.mkdir()
+    for name in ("options.json", "weights.hdf5"):
+        (bare / name).write_bytes((out / "model" / name).read_bytes())
+    result = runner.invoke(app, ["evaluate", str(bare), str(dev_corpus), "--no-progress"])
+    assert result.exit_code == 1 and "no softmax" in result.output
+    # The `embed` command loads the model directory directly.
+    (tmp_path / "in.txt").write_text("the cat sees a dog .\n")
+    result = runner.invoke(app, ["embed", str(tmp_path / "in.txt"), str(tmp_path / "e.hdf5"), "--model", str(out / "model")])
+    assert result.exit_code == 0, result.output
+    with h5py.File(tmp_path / "e.hdf5") as f:
+        assert f["0"].shape == (3, 6, 32)
+    result = runner.invoke(app, ["pretrain", "--help"])
+    assert result.exit_code == 0 and "--paths.train" in result.output and "--resume" in result.output
+
+
+def test_perplexity_is_exact(tmp_path, tiny_options):
+    torch.manual_seed(0)
+    bilm = BiLM(tiny_options).eval()
+    sentences = [["a", "b", "c"], ["d"], ["b", "a", "zzz", "c", "a", "b", "d"], ["c", "c"]]
+    (tmp_path / "dev.txt").write_text("\n".join(" ".join(s) for s in sentences) + "\n")
+    vocab = Vocab(["<S>", "</S>", "<UNK>", "a", "b", "c", "d"])
+    softmax = FullSoftmax(len(vocab), tiny_options.lstm.projection_dim).eval()
+    result = evaluate_perplexity(bilm, softmax, vocab, [tmp_path / "dev.txt"], str.split, batch_tokens=20)
+    # One sentence at a time, by hand: forward predicts w1..wn </S>, backward wn..w1 <S>.
+    fwd = bwd = 0.0
+    with torch.no_grad():
+        for s in sentences:
+            ids = torch.tensor([0, *vocab.encode(s), 1])
+            chars, lengths = add_sentence_boundaries(batch_to_ids([s]))
+            outputs, _ = bilm.lstm(bilm.char_encoder(chars), lengths)
+            logp = torch.log_softmax(outputs[-1][:, 0] @ softmax.weight.T + softmax.bias, -1)  # (2, n+2, V)
+            fwd -= logp[0, :-1].gather(1, ids[1:, None]).sum().item()
+            bwd -= logp[1, 1:].gather(1, ids[:-1, None]).sum().item()
+    n = sum(len(s) + 1 for s in sentences)
+    assert result.predictions == n and result.sentences == 4
+    assert result.fwd_nll == pytest.approx(fwd / n, rel=1e-5)
+    assert result.bwd_nll == pytest.approx(bwd / n, rel=1e-5)
+    assert result.oov_rate == pytest.approx(1 / 13)
+    # A uniform softmax has perplexity = vocabulary size, whatever the model.
+    with torch.no_grad():
+        softmax.weight.zero_()
+        softmax.bias.zero_()
+    uniform = evaluate_perplexity(bilm, softmax, vocab, [tmp_path / "dev.txt"], str.split)
+    assert uniform.fwd_ppl == pytest.approx(7, rel=1e-5) and uniform.bwd_ppl == pytest.approx(7, rel=1e-5)
+
+
+def test_init_from_starts_from_the_given_model(tmp_path, corpus):
+    config = write_config(tmp_path, corpus)
+    base = train(config, tmp_path / "base", training__max_steps=5)
+    tuned = train(config, tmp_path / "tuned", training__max_steps=2, training__learning_rate=1e-12,
+                  training__dropout=0.0, paths__init_from=str(base))
+    a, b = load_language_model(base), load_language_model(tuned)
+    assert b.vocab.tokens == a.vocab.tokens  # the model's vocabulary, so its softmax carries over
+    for name, value in a.bilm.state_dict().items():
+        assert torch.allclose(value, b.bilm.state_dict()[name], atol=1e-6), name
+    assert torch.allclose(a.softmax.weight, b.softmax.weight, atol=1e-6)
+    assert json.loads((tuned / "meta.json").read_text())["init_from"] == str(base)
+    # Not vacuous: a run that ignored --init-from would start from the same seed's initial weights,
+    # which the base model's training has moved away from.
+    torch.manual_seed(0)
+    initial = BiLM(ElmoOptions.from_file(base / "options.json")).state_dict()
+    assert any(not torch.allclose(initial[k], b.bilm.state_dict()[k], atol=1e-3) for k in initial)

@@ -1,0 +1,134 @@
+"""project.yml: it loads, the two workflows run the same steps, every dependency is made by an
+earlier step or present, the demo never writes where the full run does, and the assets name
+public sources whose checksums match the local copies in ../shared/data."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA_VAR = "DATA_DIR_PLACEHOLDER"  # data_dir substituted to this, to tell data deps apart
+
+
+def load(overrides: dict | None = None) -> dict:
+    from weasel.util import load_project_config
+
+    return load_project_config(ROOT, overrides=overrides or {})
+
+
+@pytest.fixture(scope="module")
+def project() -> dict:
+    return load({"vars.data_dir": DATA_VAR})
+
+
+def commands(project: dict) -> dict[str, dict]:
+    return {c["name"]: c for c in project["commands"]}
+
+
+def test_loads_and_has_both_workflows(project):
+    assert set(project["workflows"]) >= {"all", "demo"}
+    names = commands(project)
+    for workflow, steps in project["workflows"].items():
+        assert steps, workflow
+        for step in steps:
+            assert step in names, f"workflow {workflow}: no command {step}"
+
+
+def test_demo_runs_the_same_steps(project):
+    assert project["workflows"]["demo"] == ["demo-" + step for step in project["workflows"]["all"]]
+    expected = [
+        "corpus-pretrain", "pretrain", "evaluate-perplexity", "export", "corpus-ner", "train-ner-baseline",
+        "train-ner-elmo", "evaluate-ner", "evaluate-stsb", "evaluate-wic", "package", "report",
+    ]
+    assert project["workflows"]["all"] == expected
+
+
+@pytest.mark.parametrize("workflow", ["all", "demo"])
+def test_every_dependency_is_made_earlier_or_present(project, workflow):
+    names = commands(project)
+    made: set[str] = set()
+    assets = {a["dest"] for a in project["assets"]}
+    for step in project["workflows"][workflow]:
+        cmd = names[step]
+        assert cmd.get("outputs"), f"{step}: no outputs, so reruns could not skip it"
+        for dep in cmd.get("deps", []):
+            if dep.startswith(DATA_VAR):
+                assert dep in assets, f"{step}: data dependency {dep} is not an asset"
+            elif dep not in made:
+                assert (ROOT / dep).exists(), f"{step}: {dep} is neither made by an earlier step nor in the repo"
+        made.update(cmd["outputs"])
+
+
+def test_the_demo_never_writes_where_the_full_run_does(project):
+    names = commands(project)
+    full = {o for s in project["workflows"]["all"] for o in names[s]["outputs"]}
+    demo = {o for s in project["workflows"]["demo"] for o in names[s]["outputs"]}
+    assert not full & demo
+    for output in demo:
+        assert "/demo/" in output, output
+
+
+def test_scripts_named_in_commands_exist(project):
+    for cmd in project["commands"]:
+        for line in cmd["script"]:
+            argv = shlex.split(line)
+            for arg in argv:
+                if arg.startswith("scripts/"):
+                    assert (ROOT / arg).is_file(), f"{cmd['name']}: {arg} missing"
+                    # A changed script must rerun its step.
+                    assert arg in cmd.get("deps", []), f"{cmd['name']}: {arg} is not a dependency"
+
+
+def test_ner_runs_share_budget_and_seed(project):
+    names = commands(project)
+    for prefix in ("", "demo-"):
+        base = names[prefix + "train-ner-baseline"]["script"][0]
+        elmo = names[prefix + "train-ner-elmo"]["script"][0]
+
+        def option(line, name):
+            argv = shlex.split(line)
+            return argv[argv.index(name) + 1]
+
+        for name in ("--training.max_steps", "--system.seed", "--paths.train", "--paths.dev", "--gpu-id"):
+            assert option(base, name) == option(elmo, name), (prefix, name)
+
+
+def test_overriding_data_dir_moves_every_data_path():
+    project = load({"vars.data_dir": "/elsewhere"})
+    for asset in project["assets"]:
+        assert asset["dest"].startswith("/elsewhere/")
+    lines = [line for c in project["commands"] for line in c["script"]]
+    assert not any("../shared" in line for line in lines)
+
+
+def test_assets_have_public_urls_and_md5s(project):
+    dests = set()
+    for asset in project["assets"]:
+        assert asset["url"].startswith("https://"), asset
+        assert re.fullmatch(r"[0-9a-f]{32}", asset["checksum"]), asset
+        assert asset["dest"].startswith(DATA_VAR + "/")
+        assert asset["dest"] not in dests
+        dests.add(asset["dest"])
+    for folder in ("wikitext103", "conll2003", "stsb", "wic"):
+        assert any(d.startswith(f"{DATA_VAR}/{folder}/") for d in dests), folder
+
+
+def test_local_copies_match_the_asset_checksums(shared_dir):
+    """Where ../shared/data holds a copy, its md5 is the asset's: `spacy project assets` would
+    skip it, and a reader can trust the local copy is the public file."""
+    data = shared_dir / "data"
+    if not data.is_dir():
+        pytest.skip("../shared/data is absent")
+    project = load({"vars.data_dir": str(data)})
+    checked = 0
+    for asset in project["assets"]:
+        path = Path(asset["dest"])
+        if path.is_file():
+            assert hashlib.md5(path.read_bytes()).hexdigest() == asset["checksum"], path
+            checked += 1
+    assert checked >= 14  # all but the WikiText-103 raw archive, which has no offline copy

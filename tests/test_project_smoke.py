@@ -1,0 +1,193 @@
+"""Smoke test of the `demo` workflow: every demo-* command of project.yml, exactly as written
+there (vars substituted by weasel), run in-process on tiny data made in the test, with tiny
+budgets. Before each command its deps must exist, after it its outputs; at the end the report's
+files exist and its fields hold numbers.
+
+In-process (not through `spacy project run`) so that spaCy and torch are imported once: the whole
+workflow takes seconds. `python -m spacy X`, `spacy-elmo X` and `python scripts/X.py` lines are run
+through the same CLI entry points the shell would use.
+"""
+
+from __future__ import annotations
+
+import math
+import runpy
+import shlex
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+from test_tasks_helpers import WIC_ROWS, write_conll, write_stsb, write_wic
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Tiny budgets: the workflow's shape, not its results, is under test here.
+TINY = {
+    "vars.demo.pretrain_max_words": 4000,
+    "vars.demo.pretrain_max_steps": 3,
+    "vars.demo.ppl_max_sentences": 10,
+    "vars.demo.ner_train_sentences": 12,
+    "vars.demo.ner_eval_sentences": 6,
+    "vars.demo.ner_max_steps": 3,
+    "vars.demo.stsb_pairs": 6,
+    "vars.demo.wic_pairs": len(WIC_ROWS),
+    "vars.demo.threads": 1,
+    "vars.demo.model_size": "smoke",
+}
+
+# A pretraining config smaller than configs/pretrain_demo.cfg, made from it (same keys).
+SMOKE_OVERRIDES = {
+    "model.lstm.dim": 16,
+    "model.lstm.projection_dim": 8,
+    "model.char_cnn.filters": [[1, 4], [2, 4], [3, 8]],
+    "model.char_cnn.embedding.dim": 4,
+    "vocab.max_size": 200,
+    "vocab.min_count": 1,
+    "training.batch_size": 4,
+    "training.unroll_steps": 5,
+    "training.log_every": 1,
+    "training.eval_every": 2,
+    "training.eval_max_sentences": 5,
+    "training.checkpoint_every": 2,
+}
+
+SENTENCES = [
+    "The bank raised its rates .", "He sat on the bank of the river .", "Stocks fell sharply in Tokyo .",
+    "The plant employs 200 workers .", "Water the plant twice a week .", "A crane lifted the beams .",
+]
+
+
+def make_data(data: Path) -> None:
+    """Tiny stand-ins for every file the demo reads from data_dir."""
+    wiki = data / "wikitext103"
+    wiki.mkdir(parents=True)
+    text = "".join(f" = Heading {k} = \n {s} \n" for k, s in enumerate(SENTENCES))
+    (wiki / "wiki.valid.tokens").write_text(text, encoding="utf-8")
+    (wiki / "wiki.test.tokens").write_text(text, encoding="utf-8")
+    fallback = data / "reuters21578" / "reuters21578.en.txt"
+    fallback.parent.mkdir(parents=True)
+    fallback.write_text("\n".join(s.replace(" .", ".") for s in SENTENCES * 30) + "\n", encoding="utf-8")
+    for split in ("train", "valid", "test"):
+        write_conll(data / "conll2003" / f"{split}.txt")
+    for split in ("train", "dev", "test"):
+        write_stsb(data / "stsb" / f"sts-{split}.csv")
+    write_wic(data / "wic")
+
+
+def make_project(project: Path) -> None:
+    """A copy of the project's files (project.yml, scripts/, configs/) plus the smoke config."""
+    from confection import Config
+
+    project.mkdir()
+    shutil.copy(ROOT / "project.yml", project / "project.yml")
+    shutil.copytree(ROOT / "scripts", project / "scripts")
+    shutil.copytree(ROOT / "configs", project / "configs")
+    config = Config().from_disk(project / "configs" / "pretrain_demo.cfg")
+    for dotted, value in SMOKE_OVERRIDES.items():
+        *sections, key = dotted.split(".")
+        node = config
+        for section in sections:
+            node = node[section]
+        assert key in node, f"configs/pretrain_demo.cfg has no {dotted}"
+        node[key] = value
+    config.to_disk(project / "configs" / "pretrain_smoke.cfg")
+
+
+def _click(app, args: list[str]) -> None:
+    import typer
+
+    try:
+        typer.main.get_command(app).main(args=args, standalone_mode=False)
+    except SystemExit as stop:  # msg.fail(..., exits=1) and friends
+        assert stop.code in (0, None), f"{args[0]} exited with {stop.code}"
+
+
+def run_line(line: str, monkeypatch) -> None:
+    argv = shlex.split(line)
+    if argv[:2] == ["python", "-c"]:
+        exec(compile(argv[2], "<project.yml>", "exec"), {})  # noqa: S102  (project.yml's own one-liners)
+    elif argv[:3] == ["python", "-m", "spacy"]:
+        from spacy.cli import app
+
+        _click(app, argv[3:])
+    elif argv[0] == "python" and argv[1].startswith("scripts/"):
+        monkeypatch.setattr(sys, "argv", argv[1:])
+        try:
+            runpy.run_path(argv[1], run_name="__main__")
+        except SystemExit as stop:
+            assert stop.code in (0, None), f"{line} exited with {stop.code}"
+    elif argv[0] == "spacy-elmo":
+        from spacy_elmo.cli import app
+
+        _click(app, argv[1:])
+    else:
+        raise AssertionError(f"the smoke test does not know how to run: {line}")
+
+
+def _numbers(obj) -> list:
+    if isinstance(obj, dict):
+        return [x for v in obj.values() for x in _numbers(v)]
+    if isinstance(obj, list):
+        return [x for v in obj for x in _numbers(v)]
+    return [obj]
+
+
+@pytest.mark.slow
+def test_demo_workflow_on_tiny_data(tmp_path, monkeypatch):
+    import json
+
+    from weasel.util import load_project_config
+
+    data, project_dir = tmp_path / "data", tmp_path / "project"
+    make_data(data)
+    make_project(project_dir)
+    project = load_project_config(project_dir, overrides={"vars.data_dir": str(data), **TINY})
+    commands = {c["name"]: c for c in project["commands"]}
+    monkeypatch.chdir(project_dir)
+
+    for step in project["workflows"]["demo"]:
+        cmd = commands[step]
+        for dep in cmd.get("deps", []):
+            assert Path(dep).exists(), f"{step}: dependency {dep} missing before it runs"
+        for line in cmd["script"]:
+            run_line(line, monkeypatch)
+        for output in cmd["outputs"]:
+            assert Path(output).exists(), f"{step}: declared output {output} was not written"
+
+    # The pretraining text came from the fallback and says so.
+    meta = json.loads(Path("corpus/demo/pretrain_train.txt.meta.json").read_text())
+    assert meta["fallback_used"] is True and meta["words"] > 0
+
+    report = json.loads(Path("metrics/demo/report.json").read_text())
+    assert all(v["status"] == "ok" for v in report["inputs"].values()), report["inputs"]
+    figures = {
+        "perplexity": report["perplexity"]["perplexity"],
+        "pretraining words/s": report["pretraining"]["words_per_second"],
+        "NER baseline F1": report["ner"]["baseline"]["overall"]["f"],
+        "NER +ELMo F1": report["ner"]["elmo"]["overall"]["f"],
+        "NER baseline words/s": report["ner"]["baseline"]["words_per_second"],
+        "NER +ELMo words/s": report["ner"]["elmo"]["words_per_second"],
+        "biLM words/s": report["words_per_second"]["bilm_stsb"],
+        **{f"STS-B {split} {v}": value for split, d in report["stsb"].items() for v, value in d["spearman"].items()},
+        **{f"WiC {split} {v}": value for split, d in report["wic"]["accuracy"].items() for v, value in d.items()},
+    }
+    for name, value in figures.items():
+        assert isinstance(value, (int, float)) and math.isfinite(value), f"{name}: {value!r}"
+    assert set(report["stsb"]) == {"dev", "test"}
+    assert set(report["wic"]["accuracy"]) == {"train", "dev", "test"}
+    for variant in ("layer_0", "layer_1", "layer_2", "mix"):
+        assert variant in report["stsb"]["test"]["spearman"] and variant in report["wic"]["accuracy"]["test"]
+    # The trained ELMo pipeline's learned mix was found and plotted (not the fallback).
+    (mix,) = report["scalar_mix"]["weights"].values()
+    assert len(mix["weights"]) == 3 and sum(mix["weights"]) == pytest.approx(1.0)
+    assert report["plots"]["scalar_mix.png"].startswith("learned")
+    for png in ("training_curves.png", "scalar_mix.png", "polysemy_pca.png"):
+        assert Path("metrics/demo", png).read_bytes()[:4] == b"\x89PNG"
+    markdown = Path("metrics/demo/report.md").read_text()
+    assert "| NER (CoNLL-2003) | F1 overall | test |" in markdown and "Missing inputs" not in markdown
+    # The demo never wrote outside its */demo folders.
+    for path in project_dir.rglob("*"):
+        parts = path.relative_to(project_dir).parts
+        if path.is_file() and parts[0] not in ("project.yml", "project.lock", "scripts", "configs"):
+            assert parts[1] == "demo", path

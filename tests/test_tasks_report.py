@@ -1,0 +1,175 @@
+"""The report: hand-made metrics files in, exact table cells, JSON numbers and PNGs out."""
+
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from test_tasks_helpers import tiny_model_dir  # noqa: F401  (fixture)
+
+from spacy_elmo.tasks.report import ReportInputs, collect, make_report, perplexity_figures
+from spacy_elmo.tasks.table import NA, README_END, README_START, rows, update_readme
+
+
+def _write(path, data):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data) if not isinstance(data, str) else data)
+    return path
+
+
+@pytest.fixture
+def metrics(tmp_path):
+    m = tmp_path / "metrics"
+    return {
+        "perplexity": _write(m / "perplexity.json", {"model": "x", "fwd_ppl": 100.0, "bwd_ppl": 120.0, "ppl": 110.0, "predictions": 5000}),
+        "ner_baseline": _write(m / "ner_baseline.json", {
+            "overall": {"p": 0.80, "r": 0.70, "f": 0.7467}, "words_per_second": 20000.0,
+            "per_type": {"PER": {"p": 0.9, "r": 0.8, "f": 0.847}, "LOC": {"p": 0.7, "r": 0.6, "f": 0.646}},
+        }),
+        "ner_elmo": _write(m / "ner_elmo.json", {
+            "overall": {"p": 0.85, "r": 0.80, "f": 0.8242}, "words_per_second": 900.0,
+            "per_type": {"PER": {"p": 0.95, "r": 0.9, "f": 0.9243}, "LOC": {"p": 0.8, "r": 0.7, "f": 0.7467}},
+        }),
+        "stsb": _write(m / "stsb.json", {
+            "n_layers": 3, "words_per_second": 4321.0,
+            "splits": {
+                "test": {"n_pairs": 10, "spearman": {"layer_0": 0.40, "layer_1": 0.55, "layer_2": 0.5, "mix": 0.6}},
+                "dev": {"n_pairs": 10, "spearman": {"layer_0": 0.41, "layer_1": 0.56, "layer_2": None, "mix": 0.61}},
+            },
+        }),
+        "wic": _write(m / "wic.json", {
+            "n_layers": 3, "words_per_second": 5000.0, "majority_baseline": {"train": 0.5, "dev": 0.5, "test": None},
+            "layers": {
+                v: {"threshold": 0.5 + k / 10, "train": 0.6 + k / 100, "dev": 0.55 + k / 100, "test": None if v == "mix" else 0.54}
+                for k, v in enumerate(["layer_0", "layer_1", "layer_2", "mix"])
+            },
+        }),
+        "pretrain_log": _write(m / "metrics.jsonl", "\n".join(json.dumps(r) for r in [
+            {"event": "train", "step": 10, "words": 1000, "elapsed_s": 2.0, "loss": 6.0, "ppl": 400.0, "fwd_ppl": 390.0, "bwd_ppl": 410.0},
+            {"event": "eval", "split": "dev", "step": 10, "ppl": 380.0, "fwd_ppl": 370.0, "bwd_ppl": 390.0},
+            {"event": "train", "step": 20, "words": 3000, "elapsed_s": 4.0, "loss": 5.0, "ppl": 150.0, "fwd_ppl": 140.0, "bwd_ppl": 160.0},
+        ]) + "\n{\"cut short"),
+    }
+
+
+def _cells(table, task, metric, split):
+    (row,) = [r for r in table if r["task"] == task and r["metric"] == metric and r["split"] == split]
+    return row["cells"]
+
+
+def test_table_cells_from_hand_made_metrics(metrics):
+    fig = collect(ReportInputs(**metrics))
+    table = rows(fig)
+    assert _cells(table, "biLM", "perplexity (mean of fwd/bwd)", "held-out") == {"+ELMo (mix)": "110.0"}
+    assert _cells(table, "biLM", "perplexity forward / backward", "held-out") == {"+ELMo (mix)": "100.0 / 120.0"}
+    assert _cells(table, "NER (CoNLL-2003)", "F1 overall", "test") == {"Baseline": "74.67", "+ELMo (mix)": "82.42"}
+    assert _cells(table, "NER (CoNLL-2003)", "F1 PER", "test") == {"Baseline": "84.70", "+ELMo (mix)": "92.43"}
+    assert _cells(table, "NER (CoNLL-2003)", "F1 LOC", "test") == {"Baseline": "64.60", "+ELMo (mix)": "74.67"}
+    sts = _cells(table, "STS-B", "Spearman x100", "test")
+    assert sts == {"Baseline": "40.00", "+ELMo (mix)": "60.00", "ELMo layer 0": "40.00", "ELMo layer 1": "55.00", "ELMo layer 2": "50.00"}
+    assert _cells(table, "STS-B", "Spearman x100", "dev")["ELMo layer 2"] == NA  # null stays n/a
+    wic_test = _cells(table, "WiC", "accuracy %", "test")
+    assert wic_test["ELMo layer 1"] == "54.00" and wic_test["+ELMo (mix)"] == NA
+    assert _cells(table, "WiC", "accuracy %", "train (threshold fit)")["ELMo layer 2"] == "62.00"
+    assert _cells(table, "Speed", "words/s, biLM pretraining", "train") == {"+ELMo (mix)": "750"}  # 3000 / 4.0
+    assert _cells(table, "Speed", "words/s, biLM inference (STS-B)", "dev, test") == {"+ELMo (mix)": "4321"}
+    assert _cells(table, "Speed", "words/s, NER pipeline (spacy evaluate)", "test") == {"Baseline": "20000", "+ELMo (mix)": "900"}
+    # Splits come in train, dev, test order whatever the file order.
+    assert [r["split"] for r in table if r["task"] == "STS-B"] == ["dev", "test"]
+
+
+def test_missing_inputs_are_na_never_invented(tmp_path):
+    fig = collect(ReportInputs(stsb=tmp_path / "absent.json"))
+    assert fig["inputs"]["stsb"]["status"].startswith("missing")
+    assert fig["inputs"]["perplexity"]["status"] == "not given"
+    table = rows(fig)
+    filled = [v for r in table for v in r["cells"].values() if v not in ("", NA)]
+    assert filled == []  # nothing but n/a
+    assert _cells(table, "NER (CoNLL-2003)", "F1 overall", "test") == {"Baseline": NA, "+ELMo (mix)": NA}
+
+
+def test_unreadable_input_is_reported(tmp_path):
+    bad = _write(tmp_path / "wic.json", "{not json")
+    fig = collect(ReportInputs(wic=bad))
+    assert fig["inputs"]["wic"]["status"].startswith("unreadable")
+    assert fig["wic"]["accuracy"] == {}
+
+
+def test_perplexity_figures_fallbacks():
+    assert perplexity_figures({"forward_perplexity": 10.0, "backward_perplexity": 30.0})["perplexity"] == 20.0
+    assert perplexity_figures({"test": {"ppl": 5.0}})["perplexity"] == 5.0
+    assert perplexity_figures(None)["perplexity"] is None
+    assert perplexity_figures({"ppl": float("nan")})["perplexity"] is None
+
+
+def test_make_report_writes_everything(tmp_path, metrics, tiny_model_dir):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# Title\n\nintro\n\n{README_START}\nold table\n{README_END}\n\nafter\n")
+    data = make_report(ReportInputs(**metrics, model=tiny_model_dir), tmp_path / "out", readme=readme)
+    out = tmp_path / "out"
+    for name in ("report.md", "report.json", "training_curves.png", "scalar_mix.png", "polysemy_pca.png"):
+        assert (out / name).stat().st_size > 0, name
+    for name in ("training_curves.png", "scalar_mix.png", "polysemy_pca.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    on_disk = json.loads((out / "report.json").read_text())
+    assert on_disk["ner"]["elmo"]["overall"]["f"] == pytest.approx(0.8242)
+    assert on_disk["perplexity"]["perplexity"] == 110.0
+    assert on_disk["pretraining"] == {"steps": 20.0, "words": 3000.0, "words_per_second": 750.0}
+    assert on_disk["table"] == data["table"]
+    assert "layer-wise" in on_disk["plots"]["scalar_mix.png"]  # no pipeline given: the fallback, said so
+    markdown = (out / "report.md").read_text()
+    assert "| NER (CoNLL-2003) | F1 overall | test | 74.67 | 82.42 |" in markdown
+    text = readme.read_text()
+    assert "old table" not in text and "| STS-B | Spearman x100 | test | 40.00 |" in text
+    assert text.startswith("# Title\n\nintro\n\n" + README_START) and text.endswith(README_END + "\n\nafter\n")
+    assert data["readme_updated"] is True
+
+
+def test_readme_without_markers_is_untouched(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("no markers\n")
+    assert update_readme(readme, "# x\n\n| a |\n") is False
+    assert readme.read_text() == "no markers\n"
+
+
+def test_report_without_model_or_log_says_why(tmp_path):
+    data = make_report(ReportInputs(), tmp_path / "out")
+    assert data["plots"]["training_curves.png"].startswith("not made")
+    assert data["plots"]["polysemy_pca.png"].startswith("not made")
+    assert (tmp_path / "out" / "scalar_mix.png").exists()  # the fallback plot, with its note
+
+
+def test_scalar_mixes_read_the_thinc_mix_layer():
+    """Known weights: w = (1, 0, -1), gamma 2 -> softmax(w) and 2.0 come back."""
+    from spacy_elmo.layers import ElmoScalarMix
+    from spacy_elmo.tasks.mixweights import scalar_mixes
+
+    mix = ElmoScalarMix(initial_weights=[1.0, 0.0, -1.0], gamma=2.0)
+    mix.initialize(X=[np.zeros((3, 2, 4), dtype="f")])
+    nlp = SimpleNamespace(pipeline=[("ner", SimpleNamespace(model=mix)), ("other", SimpleNamespace())])
+    found = scalar_mixes(nlp)
+    expected = np.exp([1.0, 0.0, -1.0]) / np.exp([1.0, 0.0, -1.0]).sum()
+    assert list(found) == ["ner"]
+    assert found["ner"]["weights"] == pytest.approx(expected.tolist())
+    assert found["ner"]["gamma"] == pytest.approx(2.0)
+
+
+def test_scalar_mixes_read_torch_scalar_mix():
+    import torch
+
+    from spacy_elmo.bilm import ScalarMix
+    from spacy_elmo.tasks.mixweights import scalar_mixes
+
+    module = torch.nn.Sequential(ScalarMix(3, initial_weights=[0.0, 0.0, 2.0], gamma=0.5))
+    nlp = SimpleNamespace(pipeline=[("elmo", SimpleNamespace(head=module))])
+    (key, mix), = scalar_mixes(nlp).items()
+    assert key == "elmo/head/0"
+    expected = np.exp([0.0, 0.0, 2.0]) / np.exp([0.0, 0.0, 2.0]).sum()
+    assert mix["weights"] == pytest.approx(expected.tolist()) and mix["gamma"] == pytest.approx(0.5)
+
+
+def test_mix_plot_from_learned_weights(tmp_path):
+    from spacy_elmo.tasks.plots import plot_mix_weights
+
+    path = plot_mix_weights({"ner": {"weights": [0.2, 0.3, 0.5], "gamma": 1.5}}, tmp_path / "mix.png")
+    assert path.read_bytes()[:4] == b"\x89PNG"
