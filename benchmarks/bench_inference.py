@@ -60,7 +60,7 @@ def baseline_forward(bilm: BiLM, char_ids: torch.Tensor) -> list[torch.Tensor]:
             steps = range(time_steps) if d == 0 else range(time_steps - 1, -1, -1)
             for t in steps:
                 valid = (lengths > t).unsqueeze(1)  # (batch, 1)
-                gates = torch.cat([x[:, t], h], dim=1) @ W + layer.bias[d]
+                gates = torch.cat([x[:, t], h], dim=1) @ W + layer.gate_bias()[d]
                 i, j, f, o = gates.chunk(4, dim=1)
                 c_new = (torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(j)).clamp(-lstm.cell_clip, lstm.cell_clip)
                 h_new = ((torch.sigmoid(o) * torch.tanh(c_new)) @ layer.W_proj[d]).clamp(-lstm.proj_clip, lstm.proj_clip)

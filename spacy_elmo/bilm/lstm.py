@@ -93,13 +93,13 @@ class BiLstmLayer(nn.Module):
         valid = (torch.arange(time).unsqueeze(1) < lengths.unsqueeze(0)).to(x.device)  # (time, batch)
         packed = x.transpose(1, 2)[:, valid]  # (2, n_real, in)
         x_gates = torch.baddbmm(self.gate_bias().unsqueeze(1), packed, self.W_input)
-        offsets = [0]
-        for n in active:
-            offsets.append(offsets[-1] + n)
+        # Split once: slicing inside the loop would make backprop allocate a full-size zero
+        # gradient per step.
+        x_steps = x_gates.split(active, dim=1)  # time x (2, n_t, 4cell)
         outputs = []
         for t in range(time):
             n = active[t]
-            gates = torch.baddbmm(x_gates[:, offsets[t] : offsets[t + 1]], h[:, :n], self.W_hidden)  # (2, n, 4cell)
+            gates = torch.baddbmm(x_steps[t], h[:, :n], self.W_hidden)  # (2, n, 4cell)
             i, j, f, o = gates.chunk(4, dim=-1)
             c_new = torch.sigmoid(f) * c[:, :n] + torch.sigmoid(i) * torch.tanh(j)
             if self.cell_clip is not None:

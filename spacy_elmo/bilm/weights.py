@@ -190,6 +190,7 @@ def save_weights(model: BiLM, weight_file: str | Path) -> None:
         with h5py.File(tmp, "w") as fout:
             for name, array in _to_file_layout(model):
                 fout.create_dataset(name, data=array, dtype="float32")
+        os.chmod(tmp, 0o644)  # mkstemp creates files only their owner can read
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -1,0 +1,98 @@
+"""Workflow step: copy a trained biLM into spacy_elmo/default_model/ with its model card.
+
+    python scripts/ship_default_model.py training/default --report metrics/report.md
+
+Only the biLM ships (options.json + weights.hdf5 + meta.json + MODEL_CARD.md): the softmax and the
+vocabulary are needed for training, not for embedding. The weights are re-read and checked by
+loading them before the copy replaces the shipped model.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from spacy_elmo.bilm import load_bilm
+from spacy_elmo.bilm.weights import META_NAME, OPTIONS_NAME, WEIGHTS_NAME
+from spacy_elmo.default_model import DEFAULT_MODEL_DIR
+
+
+def _fmt(value, digits: int = 1) -> str:
+    return "n/a" if value is None else f"{value:,.{digits}f}"
+
+
+def model_card(meta: dict, options: dict, n_params: int, report: str, command: str) -> str:
+    lstm, cnn = options["lstm"], options["char_cnn"]
+    ppl = meta.get("perplexity") or {}
+    lines = [
+        "# spacy-elmo default English model",
+        "",
+        "A small ELMo biLM trained with `spacy-elmo pretrain` on one CPU machine (2 cores); it is what",
+        '`nlp.add_pipe("elmo")` and `spacy-elmo embed` use when no model is given.',
+        "",
+        "| | |",
+        "|---|---|",
+        f"| parameters | {n_params:,} (biLM; the softmax is not shipped) |",
+        f"| ELMo vector | {2 * lstm['projection_dim']} dimensions, {lstm['n_layers'] + 1} layers |",
+        f"| LSTM | {lstm['n_layers']} layers, {lstm['dim']} cells, {lstm['projection_dim']} projection, clip {lstm.get('cell_clip')} / {lstm.get('proj_clip')}, residual |",
+        f"| char CNN | {sum(n for _, n in cnn['filters'])} filters (widths {', '.join(str(w) for w, _ in cnn['filters'])}), {cnn['n_highway']} highway |",
+        f"| corpus | {meta.get('corpus', 'n/a')} |",
+        f"| training | {meta.get('steps', 'n/a')} steps, {_fmt(meta.get('words'), 0)} words seen, vocabulary {meta.get('vocab_size', 'n/a')} (sampled softmax) |",
+        f"| held-out perplexity (fwd / bwd / mean) | {_fmt(ppl.get('fwd_ppl'))} / {_fmt(ppl.get('bwd_ppl'))} / {_fmt(ppl.get('ppl'))} on {ppl.get('source', 'the dev text')} |",
+        "",
+        "## Evaluation",
+        "",
+    ]
+    lines += [report or "See the README's report table (`spacy project run all` regenerates it).", ""]
+    lines += [
+        "## Reproduce",
+        "",
+        "```bash",
+        command,
+        "python scripts/ship_default_model.py training/default --report metrics/report.md",
+        "```",
+        "",
+        "Weights are stored in the AllenNLP / bilm-tf HDF5 layout (float32): AllenNLP's `Elmo` loads",
+        "`options.json` + `weights.hdf5` as they are.",
+        "",
+        "Limits: trained on about 4M words of 1987 newswire and Wikipedia summaries for one pass, not",
+        "the 1B Word Benchmark for ten epochs; expect much weaker representations than the released",
+        "AllenNLP models, which load in this package the same way (`model=` or `options_file` + `weight_file`).",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main(
+    run_dir: Path = typer.Argument(..., help="A `spacy-elmo pretrain` output folder (with model/)."),
+    report: Optional[Path] = typer.Option(None, "--report", help="report.md from scripts/report.py (copied into the card)."),
+    perplexity: Optional[Path] = typer.Option(None, "--perplexity", help="`spacy-elmo evaluate` JSON on held-out text."),
+    command: str = typer.Option(
+        "spacy-elmo pretrain configs/pretrain_small.cfg -o training/default --paths.train CORPUS_DIR "
+        "--paths.dev ../shared/data/wikitext103/wiki.valid.tokens --training.max_steps 2000",
+        "--command", help="The command that trained the model (written into the card).",
+    ),
+) -> None:
+    source = run_dir / "model"
+    bilm = load_bilm(source)  # fails loudly on a bad model before anything is replaced
+    meta = json.loads((source / META_NAME).read_text(encoding="utf-8")) if (source / META_NAME).is_file() else {}
+    if perplexity is not None and perplexity.is_file():
+        ppl = json.loads(perplexity.read_text(encoding="utf-8"))
+        meta["perplexity"] = {k: ppl.get(k) for k in ("fwd_ppl", "bwd_ppl", "ppl")} | {"source": str(ppl.get("path", perplexity))}
+    report_text = report.read_text(encoding="utf-8").strip() if report and report.is_file() else ""
+    DEFAULT_MODEL_DIR.mkdir(parents=True, exist_ok=True)
+    for name in (OPTIONS_NAME, WEIGHTS_NAME):
+        shutil.copyfile(source / name, DEFAULT_MODEL_DIR / name)
+    (DEFAULT_MODEL_DIR / META_NAME).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    n_params = sum(p.numel() for p in bilm.parameters())
+    card = model_card(meta, bilm.options.to_dict(), n_params, report_text, command)
+    (DEFAULT_MODEL_DIR / "MODEL_CARD.md").write_text(card, encoding="utf-8")
+    load_bilm(DEFAULT_MODEL_DIR)
+    print(f"Shipped {source} -> {DEFAULT_MODEL_DIR} ({n_params:,} parameters)")
+
+
+if __name__ == "__main__":
+    typer.run(main)
