@@ -27,7 +27,8 @@ def _fmt(value, digits: int = 1) -> str:
 
 def model_card(meta: dict, options: dict, n_params: int, report: str, command: str) -> str:
     lstm, cnn = options["lstm"], options["char_cnn"]
-    ppl = meta.get("perplexity") or {}
+    dev = meta.get("dev_perplexity") or {}
+    test = meta.get("test_perplexity") or {}
     lines = [
         "# spacy-elmo default English model",
         "",
@@ -40,9 +41,11 @@ def model_card(meta: dict, options: dict, n_params: int, report: str, command: s
         f"| ELMo vector | {2 * lstm['projection_dim']} dimensions, {lstm['n_layers'] + 1} layers |",
         f"| LSTM | {lstm['n_layers']} layers, {lstm['dim']} cells, {lstm['projection_dim']} projection, clip {lstm.get('cell_clip')} / {lstm.get('proj_clip')}, residual |",
         f"| char CNN | {sum(n for _, n in cnn['filters'])} filters (widths {', '.join(str(w) for w, _ in cnn['filters'])}), {cnn['n_highway']} highway |",
-        f"| corpus | {meta.get('corpus', 'n/a')} |",
+        f"| corpus | {', '.join(meta.get('corpus', [])) or 'n/a'} ({_fmt((meta.get('corpus_stats') or {}).get('tokens'), 0)} tokens; ../shared/data: Reuters-21578 + English Wikipedia summaries) |",
         f"| training | {meta.get('steps', 'n/a')} steps, {_fmt(meta.get('words'), 0)} words seen, vocabulary {meta.get('vocab_size', 'n/a')} (sampled softmax) |",
-        f"| held-out perplexity (fwd / bwd / mean) | {_fmt(ppl.get('fwd_ppl'))} / {_fmt(ppl.get('bwd_ppl'))} / {_fmt(ppl.get('ppl'))} on {ppl.get('source', 'the dev text')} |",
+        f"| tokenizer | {meta.get('tokenizer', 'n/a')} (train with the tokenizer you embed with) |",
+        f"| dev perplexity (fwd / bwd / mean, exact) | {_fmt(dev.get('fwd'))} / {_fmt(dev.get('bwd'))} / {_fmt(dev.get('avg'))} on {', '.join(Path(f).name for f in dev.get('files', [])) or 'n/a'} |",
+        f"| test perplexity (fwd / bwd / mean, exact) | {_fmt(test.get('fwd_ppl'))} / {_fmt(test.get('bwd_ppl'))} / {_fmt(test.get('ppl'))} on {test.get('source', 'n/a')} |",
         "",
         "## Evaluation",
         "",
@@ -72,16 +75,18 @@ def main(
     perplexity: Optional[Path] = typer.Option(None, "--perplexity", help="`spacy-elmo evaluate` JSON on held-out text."),
     command: str = typer.Option(
         "spacy-elmo pretrain configs/pretrain_small.cfg -o training/default --paths.train CORPUS_DIR "
-        "--paths.dev ../shared/data/wikitext103/wiki.valid.tokens --training.max_steps 2000",
+        "--paths.dev ../shared/data/wikitext103/wiki.valid.tokens --training.max_steps 2000 "
+        "(CORPUS_DIR: a folder with reuters21578.en.txt and wiki_summaries.en.txt)",
         "--command", help="The command that trained the model (written into the card).",
     ),
 ) -> None:
     source = run_dir / "model"
     bilm = load_bilm(source)  # fails loudly on a bad model before anything is replaced
     meta = json.loads((source / META_NAME).read_text(encoding="utf-8")) if (source / META_NAME).is_file() else {}
+    meta["corpus"] = [Path(c).name for c in meta.get("corpus", [])]  # file names, not this machine's paths
     if perplexity is not None and perplexity.is_file():
         ppl = json.loads(perplexity.read_text(encoding="utf-8"))
-        meta["perplexity"] = {k: ppl.get(k) for k in ("fwd_ppl", "bwd_ppl", "ppl")} | {"source": str(ppl.get("path", perplexity))}
+        meta["test_perplexity"] = {k: ppl.get(k) for k in ("fwd_ppl", "bwd_ppl", "ppl")} | {"source": perplexity.name}
     report_text = report.read_text(encoding="utf-8").strip() if report and report.is_file() else ""
     DEFAULT_MODEL_DIR.mkdir(parents=True, exist_ok=True)
     for name in (OPTIONS_NAME, WEIGHTS_NAME):

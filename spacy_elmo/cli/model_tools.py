@@ -55,7 +55,8 @@ def info_cli(
         ]
     )
     if meta:
-        msg.text(json.dumps(meta, indent=2))
+        msg.divider("meta.json")
+        print(json.dumps(meta, indent=2, sort_keys=True))
 
 
 @app.command("convert")
