@@ -86,7 +86,9 @@ def main(
     meta["corpus"] = [Path(c).name for c in meta.get("corpus", [])]  # file names, not this machine's paths
     if perplexity is not None and perplexity.is_file():
         ppl = json.loads(perplexity.read_text(encoding="utf-8"))
-        meta["test_perplexity"] = {k: ppl.get(k) for k in ("fwd_ppl", "bwd_ppl", "ppl")} | {"source": perplexity.name}
+        meta["test_perplexity"] = {k: ppl.get(k) for k in ("fwd_ppl", "bwd_ppl", "ppl")} | {
+            "source": f"{Path(str(ppl.get('data', perplexity))).name} ({ppl.get('sentences', '?')} lines)"
+        }
     report_text = report.read_text(encoding="utf-8").strip() if report and report.is_file() else ""
     DEFAULT_MODEL_DIR.mkdir(parents=True, exist_ok=True)
     for name in (OPTIONS_NAME, WEIGHTS_NAME):

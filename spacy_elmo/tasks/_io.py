@@ -18,6 +18,7 @@ def write_json(path: str | Path, data: Any) -> Path:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(data, f, indent=2, sort_keys=False, allow_nan=False)
             f.write("\n")
+        os.chmod(tmp, 0o644)  # mkstemp files are private; a metrics file is for everyone to read
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
