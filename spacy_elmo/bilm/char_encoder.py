@@ -7,7 +7,6 @@ Parameters use the bilm-tf layout (x @ W) so that weight files load without tran
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .char_ids import N_CHAR_IDS

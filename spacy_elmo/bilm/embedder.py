@@ -9,8 +9,6 @@ from __future__ import annotations
 import itertools
 from collections import deque
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Iterable, Iterator, Literal, Sequence
 
@@ -18,6 +16,7 @@ import h5py
 import numpy as np
 import torch
 
+from ..atomic import atomic_path
 from .char_ids import batch_to_ids
 from .model import BiLM
 
@@ -132,22 +131,17 @@ def embed_file(
     if not input_file.is_file():
         raise FileNotFoundError(f"{input_file}: input file not found")
     total_lines = count_lines(input_file)
-    output_file.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{output_file.name}.", suffix=".tmp", dir=output_file.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
     sentence_to_index: dict[str, str] = {}
     n = 0
-    try:
-        with h5py.File(tmp, "w") as fout:
-            texts: deque[str] = deque()  # lines read but not yet written
+    texts: deque[str] = deque()  # lines read but not yet written
 
-            def tokens_only() -> Iterator[list[str]]:
-                for text, tokens in read_sentences(input_file):
-                    texts.append(text)
-                    yield tokens
+    def tokens_only() -> Iterator[list[str]]:
+        for text, tokens in read_sentences(input_file):
+            texts.append(text)
+            yield tokens
 
-            bar = tqdm(total=total_lines, unit="sent", desc="embedding", disable=not progress, leave=False)
+    with atomic_path(output_file) as tmp, h5py.File(tmp, "w") as fout:
+        with tqdm(total=total_lines, unit="sent", desc="embedding", disable=not progress, leave=False) as bar:
             for array in embedder.iter_embed(tokens_only()):
                 text = texts.popleft()
                 key = text if use_sentence_keys else str(n)
@@ -163,11 +157,7 @@ def embed_file(
                     sentence_to_index[text] = key
                 n += 1
                 bar.update(1)
-            bar.close()
-            if not forget_sentences:
-                index = fout.create_dataset("sentence_to_index", (1,), dtype=h5py.string_dtype())
-                index[0] = json.dumps(sentence_to_index)
-        os.replace(tmp, output_file)
-    finally:
-        tmp.unlink(missing_ok=True)
+        if not forget_sentences:
+            index = fout.create_dataset("sentence_to_index", (1,), dtype=h5py.string_dtype())
+            index[0] = json.dumps(sentence_to_index)
     return n

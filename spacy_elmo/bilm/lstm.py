@@ -16,7 +16,6 @@ add the forget-gate bias of 1.0 at run time rather than storing it, so weights r
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .options import LstmOptions

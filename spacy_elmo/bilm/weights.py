@@ -15,8 +15,6 @@ A model directory holds `options.json` + `weights.hdf5` (that pair under fixed n
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -25,6 +23,7 @@ import h5py
 import numpy as np
 import torch
 
+from ..atomic import atomic_path
 from .model import BiLM
 from .options import ElmoOptions, OptionsError
 
@@ -174,26 +173,11 @@ def load_weights(model: BiLM, weight_file: str | Path) -> BiLM:
 # ---- writing ------------------------------------------------------------------------------------
 
 
-def _atomic_target(path: Path) -> Path:
-    """A temporary file beside `path`; renamed over it once fully written."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    return Path(tmp)
-
-
 def save_weights(model: BiLM, weight_file: str | Path) -> None:
     """Write `model`'s weights in the bilm-tf / AllenNLP HDF5 layout (float32), atomically."""
-    path = Path(weight_file)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _atomic_target(path)
-    try:
-        with h5py.File(tmp, "w") as fout:
-            for name, array in _to_file_layout(model):
-                fout.create_dataset(name, data=array, dtype="float32")
-        os.chmod(tmp, 0o644)  # mkstemp creates files only their owner can read
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(weight_file) as tmp, h5py.File(tmp, "w") as fout:
+        for name, array in _to_file_layout(model):
+            fout.create_dataset(name, data=array, dtype="float32")
 
 
 @dataclass(frozen=True)
@@ -260,7 +244,9 @@ def save_model_dir(model: BiLM, directory: str | Path, meta: dict[str, Any] | No
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     save_weights(model, directory / WEIGHTS_NAME)
-    model.options.to_file(directory / OPTIONS_NAME)
+    with atomic_path(directory / OPTIONS_NAME) as tmp:
+        model.options.to_file(tmp)
     if meta is not None:
-        (directory / META_NAME).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        with atomic_path(directory / META_NAME) as tmp:
+            tmp.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return directory

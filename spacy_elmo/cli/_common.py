@@ -8,7 +8,8 @@ from typing import Optional
 import typer
 from wasabi import msg
 
-from ..bilm import BiLM, OptionsError, WeightFileError, load_bilm
+from ..bilm import BiLM, ModelFiles, OptionsError, WeightFileError, load_bilm, resolve_model_files
+from ..default_model import default_model_dir
 
 ModelOpt = typer.Option(None, "--model", "-m", help="Model directory (options.json + weights.hdf5).")
 OptionsFileOpt = typer.Option(None, "--options-file", help="ELMo options.json (use with --weight-file).")
@@ -18,16 +19,19 @@ DeviceOpt = typer.Option("cpu", "--device", help="Torch device: cpu, cuda, cuda:
 
 def load_model_or_exit(
     model: Optional[Path], options_file: Optional[Path], weight_file: Optional[Path], device: str = "cpu"
-) -> BiLM:
-    """Load a biLM from the command-line options; a bad model is a one-line error, not a traceback."""
-    if model is None and options_file is None and weight_file is None:
-        from ..default_model import default_model_dir
+) -> tuple[BiLM, ModelFiles]:
+    """Load a biLM from the command-line options (the shipped default model when none is given).
 
+    A bad model is a one-line error, not a traceback. Returns the model and where it came from.
+    """
+    if model is None and options_file is None and weight_file is None:
         model = default_model_dir()
         if model is None:
             msg.fail("No model given and no default model is installed: pass --model DIR or --options-file F --weight-file F", exits=1)
     try:
-        return load_bilm(model, options_file, weight_file, device=device)
+        files = resolve_model_files(model, options_file, weight_file)
+        files.meta()  # an unreadable meta.json is reported here, with the other bad-model errors
+        return load_bilm(options_file=files.options_file, weight_file=files.weight_file, device=device), files
     except (OptionsError, WeightFileError, ValueError) as err:
         msg.fail(str(err), exits=1)
-        raise  # unreachable: msg.fail exits
+        raise  # not reached: msg.fail exits; keeps type checkers from seeing a missing return

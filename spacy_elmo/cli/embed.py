@@ -39,7 +39,7 @@ def embed_cli(
     output_format = "top" if top else "average" if average else "all"
     if not input_file.is_file():
         msg.fail(f"{input_file}: input file not found", exits=1)
-    bilm = load_model_or_exit(model, options_file, weight_file, device)
+    bilm, _ = load_model_or_exit(model, options_file, weight_file, device)
     embedder = Embedder(bilm, batch_size=batch_size, max_batch_tokens=max_batch_tokens)
     try:
         n = embed_file(embedder, input_file, output_file, output_format, use_sentence_keys, forget_sentences, progress)

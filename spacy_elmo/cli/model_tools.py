@@ -23,16 +23,8 @@ def info_cli(
     as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
 ) -> None:
     """Show a model's architecture, size and metadata (the default model when none is given)."""
-    bilm = load_model_or_exit(model, options_file, weight_file)
-    meta = {}
-    if model is not None and (model / "meta.json").is_file():
-        meta = json.loads((model / "meta.json").read_text(encoding="utf-8"))
-    elif model is None and options_file is None:
-        from ..default_model import default_model_dir
-
-        path = default_model_dir()
-        if path is not None and (path / "meta.json").is_file():
-            meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
+    bilm, files = load_model_or_exit(model, options_file, weight_file)
+    meta = files.meta()
     info = {
         "parameters": sum(p.numel() for p in bilm.parameters()),
         "output_dim": bilm.output_dim,
@@ -73,16 +65,14 @@ def convert_cli(
     The weights are read, checked against the options and written again, so a converted model is
     known to load.
     """
-    bilm = load_model_or_exit(model, options_file, weight_file)
+    bilm, files = load_model_or_exit(model, options_file, weight_file)
     if to == "dir":
-        meta = {}
-        if model is not None and (model / "meta.json").is_file():
-            meta = json.loads((model / "meta.json").read_text(encoding="utf-8"))
-        meta.setdefault("converted_from", str(weight_file or model))
+        meta = files.meta()
+        meta.setdefault("converted_from", str(files.directory or files.weight_file))
         save_model_dir(bilm, output, meta)
         for extra in ("MODEL_CARD.md", "vocab.txt"):
-            if model is not None and (model / extra).is_file():
-                shutil.copyfile(model / extra, output / extra)
+            if files.directory is not None and (files.directory / extra).is_file():
+                shutil.copyfile(files.directory / extra, output / extra)
         msg.good(f"Wrote model directory {output}")
     elif to == "allennlp":
         output.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from .atomic import atomic_path, remove_stale_temporaries
+from ..atomic import atomic_path, remove_stale_temporaries
 
 FORMAT = "spacy-elmo-pretrain-checkpoint/1"
 CHECKPOINT_NAME = "last.pt"

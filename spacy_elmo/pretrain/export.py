@@ -41,12 +41,11 @@ def write_model_dir(bilm: BiLM, softmax: SoftmaxHead, vocab: Vocab, directory: s
         save_model_dir(bilm, staging, meta)
         vocab.to_file(staging / VOCAB_NAME)
         save_softmax(softmax, staging / SOFTMAX_FILE)
-        # Temporary files and folders are private (0600/0700); a model is meant to be shared.
+        # mkdtemp folders are private (0700); a model is meant to be shared. (The files in it are
+        # written by atomic_path, which already gives them the usual permissions.)
         mask = os.umask(0)
         os.umask(mask)
         os.chmod(staging, 0o777 & ~mask)
-        for f in staging.iterdir():
-            os.chmod(f, 0o666 & ~mask)
         old = None
         if directory.exists():
             old = directory.with_name(f".{directory.name}.old")

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
+
+from ..atomic import atomic_path
 
 
 def perplexity(nll: float) -> float:
@@ -35,9 +36,8 @@ class MetricsLog:
         if not self.path.exists():
             return
         keep = [e for e in read_events(self.path) if e.get("step", 0) <= step]
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text("".join(json.dumps(e) + "\n" for e in keep), encoding="utf-8")
-        os.replace(tmp, self.path)
+        with atomic_path(self.path) as tmp:
+            tmp.write_text("".join(json.dumps(e) + "\n" for e in keep), encoding="utf-8")
 
     def log(self, event: dict[str, Any]) -> None:
         with open(self.path, "a", encoding="utf-8") as f:
@@ -87,8 +87,7 @@ def plot_curves(metrics_path: str | Path, png_path: str | Path) -> Path | None:
         fig.suptitle("train values use the sampled softmax (an estimate); held-out values are exact", fontsize=9)
     fig.tight_layout()
     png_path = Path(png_path)
-    tmp = png_path.with_name(f".{png_path.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
+    with atomic_path(png_path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
-    os.replace(tmp, png_path)
     return png_path

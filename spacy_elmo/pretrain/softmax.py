@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .atomic import atomic_path
+from ..atomic import atomic_path
 
 SOFTMAX_FILE = "softmax.hdf5"
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from ..bilm import BOS_TOKEN, EOS_TOKEN
-from .atomic import atomic_path
+from ..atomic import atomic_path
 
 UNK_TOKEN = "<UNK>"
 SPECIAL_TOKENS = (BOS_TOKEN, EOS_TOKEN, UNK_TOKEN)

@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import gzip
 import io
-import os
 import re
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Iterator, Sequence, TextIO
 
+from ..atomic import atomic_path
 from ._io import write_json
 
 WIKITEXT_MEMBER = "wiki.train.raw"
@@ -71,11 +70,9 @@ def prepare_corpus(
     source, fallback = choose_source(sources)
     split = _spacy_split() if tokenize else None
     output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
     n_lines = n_words = 0
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out, _open_text(source, member) as f:
+    with atomic_path(output) as tmp:
+        with open(tmp, "w", encoding="utf-8") as out, _open_text(source, member) as f:
             for line in clean_lines(f):
                 if split is not None:
                     line = split(line)
@@ -85,9 +82,6 @@ def prepare_corpus(
                 out.write(line + "\n")
                 n_lines += 1
                 n_words += words
-        os.replace(tmp, output)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
     meta = {
         "source": str(source),
         "preferred": str(sources[0]),
