@@ -1,6 +1,8 @@
 """Workflow step: the pretraining text (WikiText-103 raw if present, else the fallback).
 
-    python scripts/prepare_corpus.py OUTPUT SOURCE [FALLBACK ...] [--max-words N] [--tokenize]
+    python scripts/prepare_corpus.py OUTPUT SOURCE [FALLBACK ...] [--data-dir DIR] [--max-words N] [--tokenize]
+
+A source may be several files joined by "+" (used together, in that order, when all exist).
 """
 
 from pathlib import Path
@@ -13,11 +15,12 @@ from spacy_elmo.tasks.pretrain_corpus import prepare_corpus
 
 def main(
     output: Path = typer.Argument(..., help="Text file to write (one paragraph per line)."),
-    sources: List[Path] = typer.Argument(..., help="Candidates in order of preference; the first that exists is used."),
+    sources: List[str] = typer.Argument(..., help="Candidates in order of preference; the first that exists is used. 'a.txt+b.txt' is both files, one after the other."),
+    data_dir: Path = typer.Option(None, "--data-dir", help="Directory the source paths are relative to."),
     max_words: int = typer.Option(0, "--max-words", help="Stop after about this many words (0: all)."),
     tokenize: bool = typer.Option(False, "--tokenize", help="Split words with spaCy's English rules (for raw, untokenized text)."),
 ) -> None:
-    meta = prepare_corpus(sources, output, max_words=max_words, tokenize=tokenize)
+    meta = prepare_corpus(sources, output, max_words=max_words, tokenize=tokenize, data_dir=data_dir)
     note = " (FALLBACK: the preferred source is absent)" if meta["fallback_used"] else ""
     typer.echo(f"{output}: {meta['lines']:,} lines, {meta['words']:,} words from {meta['source']}{note}")
 

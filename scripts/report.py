@@ -45,7 +45,8 @@ def main(
     if corpus_meta is not None and corpus_meta.is_file():
         meta = read_json(corpus_meta)
         fallback = " (fallback: preferred source absent)" if meta.get("fallback_used") else ""
-        settings["pretraining text"] = f"{Path(meta['source']).name}, {meta['words']:,} words{fallback}"
+        names = " + ".join(Path(path).name for path in meta.get("files") or [meta["source"]])
+        settings["pretraining text"] = f"{names}, {meta['words']:,} words{fallback}"
     inputs = ReportInputs(
         perplexity=perplexity, pretrain_log=pretrain_log, ner_baseline=ner_baseline, ner_elmo=ner_elmo,
         stsb=stsb, wic=wic, model=model, pipelines=_pairs(pipeline, "--pipeline"), settings=settings,

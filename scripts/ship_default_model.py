@@ -1,6 +1,7 @@
 """Workflow step: copy a trained biLM into spacy_elmo/default_model/ with its model card.
 
-    python scripts/ship_default_model.py training/default --report metrics/report.md
+    python scripts/ship_default_model.py training/bilm --report metrics/report.md \
+        --perplexity training/bilm/perplexity_test.json --corpus-meta corpus/pretrain_train.txt.meta.json
 
 Only the biLM ships (options.json + weights.hdf5 + meta.json + MODEL_CARD.md): the softmax and the
 vocabulary are needed for training, not for embedding. The weights are re-read and checked by
@@ -16,6 +17,7 @@ from typing import Optional
 
 import typer
 
+from spacy_elmo.atomic import atomic_path
 from spacy_elmo.bilm import load_bilm
 from spacy_elmo.bilm.weights import META_NAME, OPTIONS_NAME, WEIGHTS_NAME
 from spacy_elmo.default_model import DEFAULT_MODEL_DIR
@@ -25,7 +27,7 @@ def _fmt(value, digits: int = 1) -> str:
     return "n/a" if value is None else f"{value:,.{digits}f}"
 
 
-def model_card(meta: dict, options: dict, n_params: int, report: str, command: str) -> str:
+def model_card(meta: dict, options: dict, n_params: int, report: str, command: str, ship_command: str) -> str:
     lstm, cnn = options["lstm"], options["char_cnn"]
     dev = meta.get("dev_perplexity") or {}
     test = meta.get("test_perplexity") or {}
@@ -41,8 +43,8 @@ def model_card(meta: dict, options: dict, n_params: int, report: str, command: s
         f"| ELMo vector | {2 * lstm['projection_dim']} dimensions, {lstm['n_layers'] + 1} layers |",
         f"| LSTM | {lstm['n_layers']} layers, {lstm['dim']} cells, {lstm['projection_dim']} projection, clip {lstm.get('cell_clip')} / {lstm.get('proj_clip')}, residual |",
         f"| char CNN | {sum(n for _, n in cnn['filters'])} filters (widths {', '.join(str(w) for w, _ in cnn['filters'])}), {cnn['n_highway']} highway |",
-        f"| corpus | {', '.join(meta.get('corpus', [])) or 'n/a'} ({_fmt((meta.get('corpus_stats') or {}).get('tokens'), 0)} tokens; ../shared/data: Reuters-21578 + English Wikipedia summaries) |",
-        f"| training | {meta.get('steps', 'n/a')} steps, {_fmt(meta.get('words'), 0)} words seen, vocabulary {meta.get('vocab_size', 'n/a')} (sampled softmax) |",
+        f"| corpus | {' + '.join(meta.get('corpus_files') or meta.get('corpus', [])) or 'n/a'} ({_fmt((meta.get('corpus_stats') or {}).get('tokens'), 0)} tokens as spaCy splits them) |",
+        f"| training | {meta.get('steps', 'n/a')} steps ({meta.get('epochs', 'n/a')} epochs), {_fmt(meta.get('words'), 0)} words seen, {_fmt((meta.get('training_seconds') or 0) / 60, 0)} min, vocabulary {meta.get('vocab_size', 'n/a')} (sampled softmax) |",
         f"| tokenizer | {meta.get('tokenizer', 'n/a')} (train with the tokenizer you embed with) |",
         f"| dev perplexity (fwd / bwd / mean, exact) | {_fmt(dev.get('fwd'))} / {_fmt(dev.get('bwd'))} / {_fmt(dev.get('avg'))} on {', '.join(Path(f).name for f in dev.get('files', [])) or 'n/a'} |",
         f"| test perplexity (fwd / bwd / mean, exact) | {_fmt(test.get('fwd_ppl'))} / {_fmt(test.get('bwd_ppl'))} / {_fmt(test.get('ppl'))} on {test.get('source', 'n/a')} |",
@@ -56,13 +58,13 @@ def model_card(meta: dict, options: dict, n_params: int, report: str, command: s
         "",
         "```bash",
         command,
-        "python scripts/ship_default_model.py training/default --report metrics/report.md",
+        ship_command,
         "```",
         "",
         "Weights are stored in the AllenNLP / bilm-tf HDF5 layout (float32): AllenNLP's `Elmo` loads",
         "`options.json` + `weights.hdf5` as they are.",
         "",
-        "Limits: trained on about 4M words of 1987 newswire and Wikipedia summaries for one pass, not",
+        f"Limits: trained on {_fmt((meta.get('corpus_stats') or {}).get('tokens', 0) / 1e6)}M words of 1987 newswire and Wikipedia summaries for {meta.get('epochs', 'n/a')} epoch(s), not",
         "the 1B Word Benchmark for ten epochs; expect much weaker representations than the released",
         "AllenNLP models, which load in this package the same way (`model=` or `options_file` + `weight_file`).",
     ]
@@ -73,32 +75,43 @@ def main(
     run_dir: Path = typer.Argument(..., help="A `spacy-elmo pretrain` output folder (with model/)."),
     report: Optional[Path] = typer.Option(None, "--report", help="report.md from scripts/report.py (copied into the card)."),
     perplexity: Optional[Path] = typer.Option(None, "--perplexity", help="`spacy-elmo evaluate` JSON on held-out text."),
+    corpus_meta: Optional[Path] = typer.Option(None, "--corpus-meta", help="The .meta.json that scripts/prepare_corpus.py wrote beside the pretraining text (names its sources)."),
     command: str = typer.Option(
-        "spacy-elmo pretrain configs/pretrain_small.cfg -o training/default --paths.train CORPUS_DIR "
-        "--paths.dev ../shared/data/wikitext103/wiki.valid.tokens --training.max_steps 2000 "
-        "(CORPUS_DIR: a folder with reuters21578.en.txt and wiki_summaries.en.txt)",
+        "python -m spacy project run all . --vars.ner_max_steps 4000",
         "--command", help="The command that trained the model (written into the card).",
     ),
+    into: Path = typer.Option(DEFAULT_MODEL_DIR, "--into", help="Where to ship it (the package's default model folder)."),
 ) -> None:
     source = run_dir / "model"
     bilm = load_bilm(source)  # fails loudly on a bad model before anything is replaced
     meta = json.loads((source / META_NAME).read_text(encoding="utf-8")) if (source / META_NAME).is_file() else {}
-    meta["corpus"] = [Path(c).name for c in meta.get("corpus", [])]  # file names, not this machine's paths
+    # File names, not this machine's paths.
+    meta["corpus"] = [Path(c).name for c in meta.get("corpus", [])]
+    if meta.get("dev_perplexity", {}).get("files"):
+        meta["dev_perplexity"]["files"] = [Path(f).name for f in meta["dev_perplexity"]["files"]]
+    if corpus_meta is not None and corpus_meta.is_file():
+        corpus = json.loads(corpus_meta.read_text(encoding="utf-8"))
+        meta["corpus_files"] = [Path(f).name for f in corpus.get("files") or [corpus["source"]]]
     if perplexity is not None and perplexity.is_file():
         ppl = json.loads(perplexity.read_text(encoding="utf-8"))
         meta["test_perplexity"] = {k: ppl.get(k) for k in ("fwd_ppl", "bwd_ppl", "ppl")} | {
             "source": f"{Path(str(ppl.get('data', perplexity))).name} ({ppl.get('sentences', '?')} lines)"
         }
     report_text = report.read_text(encoding="utf-8").strip() if report and report.is_file() else ""
-    DEFAULT_MODEL_DIR.mkdir(parents=True, exist_ok=True)
-    for name in (OPTIONS_NAME, WEIGHTS_NAME):
-        shutil.copyfile(source / name, DEFAULT_MODEL_DIR / name)
-    (DEFAULT_MODEL_DIR / META_NAME).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    ship_command = f"python scripts/ship_default_model.py {run_dir}" + "".join(
+        f" --{flag} {path}" for flag, path in (("report", report), ("perplexity", perplexity), ("corpus-meta", corpus_meta)) if path
+    )
     n_params = sum(p.numel() for p in bilm.parameters())
-    card = model_card(meta, bilm.options.to_dict(), n_params, report_text, command)
-    (DEFAULT_MODEL_DIR / "MODEL_CARD.md").write_text(card, encoding="utf-8")
-    load_bilm(DEFAULT_MODEL_DIR)
-    print(f"Shipped {source} -> {DEFAULT_MODEL_DIR} ({n_params:,} parameters)")
+    card = model_card(meta, bilm.options.to_dict(), n_params, report_text, command, ship_command)
+    into.mkdir(parents=True, exist_ok=True)
+    for name in (OPTIONS_NAME, WEIGHTS_NAME):
+        with atomic_path(into / name) as tmp:
+            shutil.copyfile(source / name, tmp)
+    for name, text in ((META_NAME, json.dumps(meta, indent=2, sort_keys=True) + "\n"), ("MODEL_CARD.md", card)):
+        with atomic_path(into / name) as tmp:
+            tmp.write_text(text, encoding="utf-8")
+    load_bilm(into)
+    print(f"Shipped {source} -> {into} ({n_params:,} parameters)")
 
 
 if __name__ == "__main__":

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import spacy
+import typer
 
 from spacy_elmo.bilm import load_bilm
 from spacy_elmo.default_model import DEFAULT_MODEL_DIR, default_model_dir
@@ -38,3 +40,50 @@ def test_add_pipe_without_config_uses_the_default_model_and_separates_senses():
     # Same word, same context: identical vectors.
     again = nlp("The bank raised its interest rates again .")
     assert (again._.elmo == money1._.elmo).all()
+
+
+def test_ship_script_writes_weights_card_and_portable_meta(tiny_bilm, tmp_path):
+    """scripts/ship_default_model.py on a tiny run: the shipped copy loads and gives the same
+    vectors, and the card and meta name files, not this machine's paths."""
+    import importlib.util
+    import json
+
+    import torch
+    from typer.testing import CliRunner
+
+    from spacy_elmo.bilm.char_ids import batch_to_ids
+    from spacy_elmo.bilm.weights import save_model_dir
+
+    spec = importlib.util.spec_from_file_location("ship", Path(__file__).parents[1] / "scripts" / "ship_default_model.py")
+    ship = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ship)
+
+    run = tmp_path / "run"
+    meta = {"steps": 7, "epochs": 0.5, "words": 1234, "corpus": ["/somewhere/corpus.txt"],
+            "dev_perplexity": {"fwd": 10.0, "bwd": 12.0, "avg": 11.0, "files": ["/data/wiki.valid.tokens"]}}
+    save_model_dir(tiny_bilm, run / "model", meta=meta)
+    ppl = tmp_path / "ppl.json"
+    ppl.write_text(json.dumps({"fwd_ppl": 20.0, "bwd_ppl": 22.0, "ppl": 21.0, "data": "/data/wiki.test.tokens", "sentences": 5}))
+    corpus_meta = tmp_path / "train.txt.meta.json"
+    corpus_meta.write_text(json.dumps({"source": "/d/a.txt + /d/b.txt", "files": {"/d/a.txt": 3, "/d/b.txt": 4}}))
+    into = tmp_path / "shipped"
+
+    app = typer.Typer()
+    app.command()(ship.main)
+    result = CliRunner().invoke(app, [str(run), "--perplexity", str(ppl), "--corpus-meta", str(corpus_meta), "--into", str(into)])
+    assert result.exit_code == 0, result.output
+
+    shipped = load_bilm(into).eval()
+    ids = batch_to_ids([["A", "shipped", "model", "."]])
+    with torch.no_grad():
+        expected, got = tiny_bilm.eval()(ids), shipped(ids)
+    assert all(torch.equal(a, b) for a, b in zip(expected.layers, got.layers))
+
+    written = json.loads((into / "meta.json").read_text())
+    assert written["corpus_files"] == ["a.txt", "b.txt"]
+    assert written["dev_perplexity"]["files"] == ["wiki.valid.tokens"]
+    assert written["test_perplexity"]["ppl"] == 21.0
+    card = (into / "MODEL_CARD.md").read_text()
+    assert "a.txt + b.txt" in card and "21.0" in card and "7 steps (0.5 epochs)" in card
+    assert "/somewhere" not in card and "/data/" not in card
+    assert f"python scripts/ship_default_model.py {run} --perplexity {ppl} --corpus-meta {corpus_meta}" in card

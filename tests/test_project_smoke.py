@@ -68,6 +68,9 @@ def make_data(data: Path) -> None:
     fallback = data / "reuters21578" / "reuters21578.en.txt"
     fallback.parent.mkdir(parents=True)
     fallback.write_text("\n".join(s.replace(" .", ".") for s in SENTENCES * 30) + "\n", encoding="utf-8")
+    summaries = data / "wiki_summaries" / "wiki_summaries.en.txt"
+    summaries.parent.mkdir(parents=True)
+    summaries.write_text("\n".join(s.replace(" .", ".") for s in SENTENCES) + "\n", encoding="utf-8")
     for split in ("train", "valid", "test"):
         write_conll(data / "conll2003" / f"{split}.txt")
     for split in ("train", "dev", "test"):
@@ -158,6 +161,7 @@ def test_demo_workflow_on_tiny_data(tmp_path, monkeypatch):
     # The pretraining text came from the fallback and says so.
     meta = json.loads(Path("corpus/demo/pretrain_train.txt.meta.json").read_text())
     assert meta["fallback_used"] is True and meta["words"] > 0
+    assert meta["source"].endswith("reuters21578.en.txt + " + str(data / "wiki_summaries" / "wiki_summaries.en.txt"))
 
     report = json.loads(Path("metrics/demo/report.json").read_text())
     assert all(v["status"] == "ok" for v in report["inputs"].values()), report["inputs"]

@@ -99,3 +99,24 @@ def test_prepare_corpus_prefers_the_first_existing_source(tmp_path):
 
     with pytest.raises(FileNotFoundError):
         prepare_corpus([tmp_path / "absent.zip"], tmp_path / "x.txt")
+
+
+def test_prepare_corpus_joins_files_with_plus_relative_to_data_dir(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "news.txt").write_text("one two\nthree\n")
+    (tmp_path / "wiki.txt").write_text(" = Heading = \nfour five six\n")
+    sources = ["absent.zip", "a/news.txt+wiki.txt", "a/news.txt"]
+    meta = prepare_corpus(sources, tmp_path / "out.txt", data_dir=tmp_path)
+    assert (tmp_path / "out.txt").read_text() == "one two\nthree\nfour five six\n"
+    assert meta["fallback_used"] is True and meta["words"] == 6
+    assert meta["files"] == {str(tmp_path / "a" / "news.txt"): 3, str(tmp_path / "wiki.txt"): 3}
+    assert meta["source"] == f"{tmp_path / 'a' / 'news.txt'} + {tmp_path / 'wiki.txt'}"
+
+    # The word budget stops in the first file: the second is never read.
+    meta = prepare_corpus(sources, tmp_path / "cut.txt", data_dir=tmp_path, max_words=2)
+    assert (tmp_path / "cut.txt").read_text() == "one two\n"
+    assert meta["files"] == {str(tmp_path / "a" / "news.txt"): 2}
+
+    # A group is used only when every file of it exists; otherwise the next candidate.
+    meta = prepare_corpus(["a/news.txt+missing.txt", "wiki.txt"], tmp_path / "x.txt", data_dir=tmp_path)
+    assert meta["source"] == str(tmp_path / "wiki.txt")

@@ -3,7 +3,8 @@
     prepare_corpus([wikitext-103-raw-v1.zip, reuters21578.en.txt], corpus/pretrain_train.txt)
 
 The first source that exists is used, and the choice is written next to the output
-(`<output>.meta.json`) so the report can say which corpus the biLM saw. A `.zip` source is read
+(`<output>.meta.json`) so the report can say which corpus the biLM saw. A source may be several
+files joined by "+" (`reuters.txt+wiki.txt`): it is used, concatenated, when all of them exist. A `.zip` source is read
 as the WikiText archive (member `*/wiki.train.raw`, streamed, never unpacked to disk); any
 other file as plain text (gzip accepted), one paragraph or sentence per line. WikiText section
 headings (` = Title = `) and blank lines are dropped. With tokenize=True each line is split with
@@ -50,11 +51,23 @@ def clean_lines(lines: Iterator[str]) -> Iterator[str]:
             yield line
 
 
-def choose_source(sources: Sequence[str | Path]) -> tuple[Path, bool]:
-    """(first existing source, whether it is a fallback, i.e. not the first listed)."""
+def source_files(source: str | Path, data_dir: str | Path | None = None) -> list[Path]:
+    """The files of one source: a path, or several joined by "+", relative to data_dir if given."""
+    parts = [part for part in str(source).split("+") if part.strip()]
+    if not parts:
+        raise ValueError(f"empty pretraining source: {source!r}")
+    return [Path(data_dir) / part if data_dir is not None else Path(part) for part in parts]
+
+
+def choose_source(
+    sources: Sequence[str | Path], data_dir: str | Path | None = None
+) -> tuple[list[Path], bool]:
+    """(files of the first source whose files all exist, whether it is a fallback, i.e. not the
+    first listed)."""
     for k, source in enumerate(sources):
-        if Path(source).is_file():
-            return Path(source), k > 0
+        files = source_files(source, data_dir)
+        if all(f.is_file() for f in files):
+            return files, k > 0
     raise FileNotFoundError("none of the pretraining sources exists: " + ", ".join(map(str, sources)))
 
 
@@ -64,26 +77,36 @@ def prepare_corpus(
     max_words: int = 0,
     tokenize: bool = False,
     member: str = WIKITEXT_MEMBER,
+    data_dir: str | Path | None = None,
 ) -> dict:
     """Write the cleaned text of the first existing source to `output` (at most `max_words`
     words when > 0, whole lines only). Returns and writes the meta data."""
-    source, fallback = choose_source(sources)
+    files, fallback = choose_source(sources, data_dir)
     split = _spacy_split() if tokenize else None
     output = Path(output)
     n_lines = n_words = 0
-    with atomic_path(output) as tmp:
-        with open(tmp, "w", encoding="utf-8") as out, _open_text(source, member) as f:
-            for line in clean_lines(f):
-                if split is not None:
-                    line = split(line)
-                words = len(line.split())
-                if max_words and n_words + words > max_words and n_lines:
-                    break
-                out.write(line + "\n")
-                n_lines += 1
-                n_words += words
+    words_per_file = {}
+    full = False
+    with atomic_path(output) as tmp, open(tmp, "w", encoding="utf-8") as out:
+        for path in files:
+            words_per_file[str(path)] = 0
+            with _open_text(path, member) as f:
+                for line in clean_lines(f):
+                    if split is not None:
+                        line = split(line)
+                    words = len(line.split())
+                    if max_words and n_words + words > max_words and n_lines:
+                        full = True
+                        break
+                    out.write(line + "\n")
+                    n_lines += 1
+                    n_words += words
+                    words_per_file[str(path)] += words
+            if full:
+                break
     meta = {
-        "source": str(source),
+        "source": " + ".join(str(path) for path in files),
+        "files": words_per_file,
         "preferred": str(sources[0]),
         "fallback_used": fallback,
         "lines": n_lines,
