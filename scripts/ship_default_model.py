@@ -95,9 +95,11 @@ def main(
     if perplexity is not None and perplexity.is_file():
         ppl = json.loads(perplexity.read_text(encoding="utf-8"))
         meta["test_perplexity"] = {k: ppl.get(k) for k in ("fwd_ppl", "bwd_ppl", "ppl")} | {
-            "source": f"{Path(str(ppl.get('data', perplexity))).name} ({ppl.get('sentences', '?')} lines)"
+            "source": f"{Path(str(ppl.get('data', perplexity))).name} ({ppl.get('sentences', '?')} sentences)"
         }
     report_text = report.read_text(encoding="utf-8").strip() if report and report.is_file() else ""
+    if report_text.startswith("# "):  # the report's own title; the card has one
+        report_text = report_text.split("\n", 1)[-1].strip()
     ship_command = f"python scripts/ship_default_model.py {run_dir}" + "".join(
         f" --{flag} {path}" for flag, path in (("report", report), ("perplexity", perplexity), ("corpus-meta", corpus_meta)) if path
     )
