@@ -1,6 +1,6 @@
 """Workflow step: the pretraining text (WikiText-103 raw if present, else the fallback).
 
-    python scripts/prepare_corpus.py OUTPUT SOURCE [FALLBACK ...] [--data-dir DIR] [--max-words N] [--tokenize]
+    python scripts/prepare_corpus.py OUTPUT SOURCE [FALLBACK ...] [--data-dir DIR] [--max-words N] [--tokenize] [--shuffle-seed S]
 
 A source may be several files joined by "+" (used together, in that order, when all exist).
 """
@@ -19,8 +19,12 @@ def main(
     data_dir: Path = typer.Option(None, "--data-dir", help="Directory the source paths are relative to."),
     max_words: int = typer.Option(0, "--max-words", help="Stop after about this many words (0: all)."),
     tokenize: bool = typer.Option(False, "--tokenize", help="Split words with spaCy's English rules (for raw, untokenized text)."),
+    shuffle_seed: int = typer.Option(-1, "--shuffle-seed", help="Shuffle the lines of all the files with this seed before --max-words (-1: keep their order). Holds the text in memory."),
 ) -> None:
-    meta = prepare_corpus(sources, output, max_words=max_words, tokenize=tokenize, data_dir=data_dir)
+    meta = prepare_corpus(
+        sources, output, max_words=max_words, tokenize=tokenize, data_dir=data_dir,
+        shuffle_seed=None if shuffle_seed < 0 else shuffle_seed,
+    )
     note = " (FALLBACK: the preferred source is absent)" if meta["fallback_used"] else ""
     typer.echo(f"{output}: {meta['lines']:,} lines, {meta['words']:,} words from {meta['source']}{note}")
 

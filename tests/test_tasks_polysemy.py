@@ -120,3 +120,21 @@ def test_prepare_corpus_joins_files_with_plus_relative_to_data_dir(tmp_path):
     # A group is used only when every file of it exists; otherwise the next candidate.
     meta = prepare_corpus(["a/news.txt+missing.txt", "wiki.txt"], tmp_path / "x.txt", data_dir=tmp_path)
     assert meta["source"] == str(tmp_path / "wiki.txt")
+
+
+def test_prepare_corpus_shuffles_lines_across_files_reproducibly(tmp_path):
+    (tmp_path / "a.txt").write_text("".join(f"a{k} x\n" for k in range(50)))
+    (tmp_path / "b.txt").write_text("".join(f"b{k} y\n" for k in range(50)))
+    in_order = prepare_corpus(["a.txt+b.txt"], tmp_path / "ordered.txt", data_dir=tmp_path)
+    first = prepare_corpus(["a.txt+b.txt"], tmp_path / "s1.txt", data_dir=tmp_path, shuffle_seed=3)
+    prepare_corpus(["a.txt+b.txt"], tmp_path / "s2.txt", data_dir=tmp_path, shuffle_seed=3)
+    ordered = (tmp_path / "ordered.txt").read_text().splitlines()
+    shuffled = (tmp_path / "s1.txt").read_text().splitlines()
+    assert ordered[:50] == [f"a{k} x" for k in range(50)] and in_order["shuffle_seed"] is None
+    assert sorted(shuffled) == sorted(ordered) and shuffled != ordered  # same lines, new order
+    assert (tmp_path / "s2.txt").read_text().splitlines() == shuffled  # the seed fixes the order
+    assert first["shuffle_seed"] == 3 and first["words"] == 200
+    # Both sources are mixed into the first half, and a word budget samples from both.
+    assert {line[0] for line in shuffled[:50]} == {"a", "b"}
+    cut = prepare_corpus(["a.txt+b.txt"], tmp_path / "cut.txt", data_dir=tmp_path, shuffle_seed=3, max_words=40)
+    assert cut["words"] == 40 and all(n > 0 for n in cut["files"].values()) and len(cut["files"]) == 2

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import random
 import re
 import zipfile
 from pathlib import Path
@@ -78,32 +79,33 @@ def prepare_corpus(
     tokenize: bool = False,
     member: str = WIKITEXT_MEMBER,
     data_dir: str | Path | None = None,
+    shuffle_seed: int | None = None,
 ) -> dict:
     """Write the cleaned text of the first existing source to `output` (at most `max_words`
-    words when > 0, whole lines only). Returns and writes the meta data."""
+    words when > 0, whole lines only). Returns and writes the meta data.
+
+    shuffle_seed: shuffle the lines (of all the source's files together) with this seed before
+    the word budget is applied. Pretraining streams its text in order, so without it a biLM reads
+    one file after the other and ends on the last; shuffling holds the whole text in memory."""
     files, fallback = choose_source(sources, data_dir)
     split = _spacy_split() if tokenize else None
     output = Path(output)
     n_lines = n_words = 0
-    words_per_file = {}
-    full = False
+    words_per_file = {str(path): 0 for path in files}
+    lines = _source_lines(files, member, split)
+    if shuffle_seed is not None:
+        lines = list(lines)
+        random.Random(shuffle_seed).shuffle(lines)
     with atomic_path(output) as tmp, open(tmp, "w", encoding="utf-8") as out:
-        for path in files:
-            words_per_file[str(path)] = 0
-            with _open_text(path, member) as f:
-                for line in clean_lines(f):
-                    if split is not None:
-                        line = split(line)
-                    words = len(line.split())
-                    if max_words and n_words + words > max_words and n_lines:
-                        full = True
-                        break
-                    out.write(line + "\n")
-                    n_lines += 1
-                    n_words += words
-                    words_per_file[str(path)] += words
-            if full:
+        for path, line in lines:
+            words = len(line.split())
+            if max_words and n_words + words > max_words and n_lines:
                 break
+            out.write(line + "\n")
+            n_lines += 1
+            n_words += words
+            words_per_file[path] += words
+    words_per_file = {path: n for path, n in words_per_file.items() if n or shuffle_seed is not None}
     meta = {
         "source": " + ".join(str(path) for path in files),
         "files": words_per_file,
@@ -113,9 +115,18 @@ def prepare_corpus(
         "words": n_words,
         "max_words": max_words,
         "tokenized": "spacy English rules" if tokenize else "as in the source",
+        "shuffle_seed": shuffle_seed,
     }
     write_json(meta_path(output), meta)
     return meta
+
+
+def _source_lines(files: Sequence[Path], member: str, split) -> Iterator[tuple[str, str]]:
+    """(file, cleaned and optionally word-split line) for every line of the files, in order."""
+    for path in files:
+        with _open_text(path, member) as f:
+            for line in clean_lines(f):
+                yield str(path), split(line) if split is not None else line
 
 
 def _spacy_split():
