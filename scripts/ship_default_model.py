@@ -11,7 +11,6 @@ loading them before the copy replaces the shipped model.
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Optional
 
@@ -19,7 +18,7 @@ import typer
 
 from spacy_elmo.atomic import atomic_path
 from spacy_elmo.bilm import load_bilm
-from spacy_elmo.bilm.weights import META_NAME, OPTIONS_NAME, WEIGHTS_NAME
+from spacy_elmo.bilm.weights import META_NAME, save_model_dir
 from spacy_elmo.default_model import DEFAULT_MODEL_DIR
 
 
@@ -105,13 +104,9 @@ def main(
     )
     n_params = sum(p.numel() for p in bilm.parameters())
     card = model_card(meta, bilm.options.to_dict(), n_params, report_text, command, ship_command)
-    into.mkdir(parents=True, exist_ok=True)
-    for name in (OPTIONS_NAME, WEIGHTS_NAME):
-        with atomic_path(into / name) as tmp:
-            shutil.copyfile(source / name, tmp)
-    for name, text in ((META_NAME, json.dumps(meta, indent=2, sort_keys=True) + "\n"), ("MODEL_CARD.md", card)):
-        with atomic_path(into / name) as tmp:
-            tmp.write_text(text, encoding="utf-8")
+    save_model_dir(bilm, into, meta)  # export is bit-exact (tests/test_bilm_weights.py)
+    with atomic_path(into / "MODEL_CARD.md") as tmp:
+        tmp.write_text(card, encoding="utf-8")
     load_bilm(into)
     print(f"Shipped {source} -> {into} ({n_params:,} parameters)")
 

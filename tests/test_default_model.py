@@ -46,7 +46,6 @@ def test_ship_script_writes_weights_card_and_portable_meta(tiny_bilm, tmp_path):
     """scripts/ship_default_model.py on a tiny run: the shipped copy loads and gives the same
     vectors, and the card and meta name files, not this machine's paths."""
     import importlib.util
-    import json
 
     import torch
     from typer.testing import CliRunner

@@ -91,7 +91,7 @@ def prepare_corpus(
     split = _spacy_split() if tokenize else None
     output = Path(output)
     n_lines = n_words = 0
-    words_per_file = {str(path): 0 for path in files}
+    words_per_file: dict[str, int] = {}  # the files that lines were written from
     lines = _source_lines(files, member, split)
     if shuffle_seed is not None:
         lines = list(lines)
@@ -104,8 +104,7 @@ def prepare_corpus(
             out.write(line + "\n")
             n_lines += 1
             n_words += words
-            words_per_file[path] += words
-    words_per_file = {path: n for path, n in words_per_file.items() if n or shuffle_seed is not None}
+            words_per_file[path] = words_per_file.get(path, 0) + words
     meta = {
         "source": " + ".join(str(path) for path in files),
         "files": words_per_file,
