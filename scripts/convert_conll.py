@@ -1,6 +1,7 @@
-"""Workflow step: CoNLL-2003 files -> spaCy DocBin files.
+"""Workflow step: CoNLL-2003 files -> spaCy DocBin files (and, with --text, their words as plain
+text, one sentence per line: what the biLM is fine-tuned on before NER).
 
-    python scripts/convert_conll.py INPUT OUTPUT [--n-sents 1] [--limit N]
+    python scripts/convert_conll.py INPUT OUTPUT [--n-sents 1] [--limit N] [--text OUTPUT.txt]
 """
 
 from pathlib import Path
@@ -8,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from spacy_elmo.tasks.ner import conll_to_docbin
+from spacy_elmo.tasks.ner import conll_to_docbin, conll_to_text
 
 
 def main(
@@ -16,9 +17,14 @@ def main(
     output: Path = typer.Argument(..., help=".spacy file to write."),
     n_sents: int = typer.Option(1, "--n-sents", min=1, help="Sentences per Doc (within a document)."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Keep only the first N sentences."),
+    text: Optional[Path] = typer.Option(
+        None, "--text", help="Also write the same sentences' words (no labels), one sentence per line, to this file."
+    ),
 ) -> None:
     counts = conll_to_docbin(input_path, output, n_sents=n_sents, limit=limit)
     typer.echo(f"{output}: {counts}")
+    if text is not None:
+        typer.echo(f"{text}: {conll_to_text(input_path, text, limit=limit)}")
 
 
 if __name__ == "__main__":

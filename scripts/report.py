@@ -28,6 +28,12 @@ def _pairs(values: List[str], what: str) -> dict:
 def main(
     out_dir: Path = typer.Argument(..., help="Where report.md, report.json and the PNGs go."),
     perplexity: Optional[Path] = typer.Option(None, "--perplexity", help="`spacy-elmo evaluate` JSON."),
+    task_perplexity_general: Optional[Path] = typer.Option(
+        None, "--task-perplexity-general", help="`spacy-elmo evaluate` JSON of the general biLM on the NER dev text."
+    ),
+    task_perplexity_finetuned: Optional[Path] = typer.Option(
+        None, "--task-perplexity-finetuned", help="The same for the biLM fine-tuned on the NER train text."
+    ),
     pretrain_log: Optional[Path] = typer.Option(None, "--pretrain-log", help="Pretraining metrics.jsonl."),
     corpus_meta: Optional[Path] = typer.Option(None, "--corpus-meta", help="prepare_corpus meta JSON (which text the biLM saw)."),
     ner_baseline: Optional[Path] = typer.Option(None, "--ner-baseline"),
@@ -48,7 +54,8 @@ def main(
         names = " + ".join(Path(path).name for path in meta.get("files") or [meta["source"]])
         settings["pretraining text"] = f"{names}, {meta['words']:,} words{fallback}"
     inputs = ReportInputs(
-        perplexity=perplexity, pretrain_log=pretrain_log, ner_baseline=ner_baseline, ner_elmo=ner_elmo,
+        perplexity=perplexity, task_perplexity_general=task_perplexity_general,
+        task_perplexity_finetuned=task_perplexity_finetuned, pretrain_log=pretrain_log, ner_baseline=ner_baseline, ner_elmo=ner_elmo,
         stsb=stsb, wic=wic, model=model, pipelines=_pairs(pipeline, "--pipeline"), settings=settings,
     )
     data = make_report(inputs, out_dir, readme=readme)

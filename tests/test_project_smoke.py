@@ -163,10 +163,17 @@ def test_demo_workflow_on_tiny_data(tmp_path, monkeypatch):
     assert meta["fallback_used"] is True and meta["words"] > 0
     assert meta["source"].endswith("reuters21578.en.txt + " + str(data / "wiki_summaries" / "wiki_summaries.en.txt"))
 
+    # The fine-tuned copy started from the demo biLM and read the NER train words.
+    tuned_meta = json.loads(Path("training/demo/bilm_conll/model/meta.json").read_text())
+    assert tuned_meta["init_from"] == "training/demo/bilm/model" and tuned_meta["steps"] > 0
+    assert Path("corpus/demo/conll_train.txt").read_text().splitlines()[0] == "EU rejects German call ."
+
     report = json.loads(Path("metrics/demo/report.json").read_text())
     assert all(v["status"] == "ok" for v in report["inputs"].values()), report["inputs"]
     figures = {
         "perplexity": report["perplexity"]["perplexity"],
+        "NER dev text perplexity, general biLM": report["task_perplexity"]["general"]["perplexity"],
+        "NER dev text perplexity, fine-tuned biLM": report["task_perplexity"]["finetuned"]["perplexity"],
         "pretraining words/s": report["pretraining"]["words_per_second"],
         "NER baseline F1": report["ner"]["baseline"]["overall"]["f"],
         "NER +ELMo F1": report["ner"]["elmo"]["overall"]["f"],

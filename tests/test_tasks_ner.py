@@ -7,6 +7,7 @@ from test_tasks_helpers import CONLL_DOCS, write_conll
 
 from spacy_elmo.tasks.ner import (
     conll_to_docbin,
+    conll_to_text,
     doc_spans,
     from_spacy_evaluate,
     iob_to_spans,
@@ -93,6 +94,20 @@ def test_conll_to_docbin_limit(tmp_path):
     counts = conll_to_docbin(path, tmp_path / "train.spacy", n_sents=2, limit=3)
     assert counts["sentences"] == 3
     assert counts["tokens"] == 5 + 2 + 2
+
+
+def test_conll_to_text_writes_the_docbin_words(tmp_path):
+    """The fine-tuning text holds exactly the NER Docs' sentences (same tokens, no labels, no
+    -DOCSTART-), so the biLM is adapted to what the NER component will feed it."""
+    path = write_conll(tmp_path / "train.txt")
+    counts = conll_to_text(path, tmp_path / "out" / "train.txt")
+    lines = (tmp_path / "out" / "train.txt").read_text(encoding="utf-8").splitlines()
+    sentences = [s for d in CONLL_DOCS for s in d]
+    assert lines == [" ".join(w for w, _ in s) for s in sentences]
+    assert counts == {"sentences": len(sentences), "tokens": sum(map(len, sentences))}
+    assert not any("DOCSTART" in line or "B-" in line for line in lines)
+    assert conll_to_text(path, tmp_path / "two.txt", limit=2)["sentences"] == 2
+    assert len((tmp_path / "two.txt").read_text(encoding="utf-8").splitlines()) == 2
 
 
 def test_span_prf_agrees_with_spacy_scorer():

@@ -22,6 +22,8 @@ def metrics(tmp_path):
     m = tmp_path / "metrics"
     return {
         "perplexity": _write(m / "perplexity.json", {"model": "x", "fwd_ppl": 100.0, "bwd_ppl": 120.0, "ppl": 110.0, "predictions": 5000}),
+        "task_perplexity_general": _write(m / "conll_dev_general.json", {"fwd_ppl": 700.0, "bwd_ppl": 580.0, "ppl": 640.0}),
+        "task_perplexity_finetuned": _write(m / "conll_dev_finetuned.json", {"fwd_ppl": 130.0, "bwd_ppl": 110.0}),
         "ner_baseline": _write(m / "ner_baseline.json", {
             "overall": {"p": 0.80, "r": 0.70, "f": 0.7467}, "words_per_second": 20000.0,
             "per_type": {"PER": {"p": 0.9, "r": 0.8, "f": 0.847}, "LOC": {"p": 0.7, "r": 0.6, "f": 0.646}},
@@ -62,6 +64,10 @@ def test_table_cells_from_hand_made_metrics(metrics):
     table = rows(fig)
     assert _cells(table, "biLM", "perplexity (mean of fwd/bwd)", "held-out") == {"+ELMo (mix)": "110.0"}
     assert _cells(table, "biLM", "perplexity forward / backward", "held-out") == {"+ELMo (mix)": "100.0 / 120.0"}
+    general = _cells(table, "biLM", "perplexity on NER text, general biLM", "CoNLL dev")
+    assert general == {"+ELMo (mix)": "640.0"}
+    finetuned = _cells(table, "biLM", "perplexity on NER text, biLM fine-tuned on the train text", "CoNLL dev")
+    assert finetuned == {"+ELMo (mix)": "120.0"}  # mean of fwd/bwd when the file has no mean
     assert _cells(table, "NER (CoNLL-2003)", "F1 overall", "test") == {"Baseline": "74.67", "+ELMo (mix)": "82.42"}
     assert _cells(table, "NER (CoNLL-2003)", "F1 PER", "test") == {"Baseline": "84.70", "+ELMo (mix)": "92.43"}
     assert _cells(table, "NER (CoNLL-2003)", "F1 LOC", "test") == {"Baseline": "64.60", "+ELMo (mix)": "74.67"}
@@ -114,6 +120,7 @@ def test_make_report_writes_everything(tmp_path, metrics, tiny_model_dir):
     on_disk = json.loads((out / "report.json").read_text())
     assert on_disk["ner"]["elmo"]["overall"]["f"] == pytest.approx(0.8242)
     assert on_disk["perplexity"]["perplexity"] == 110.0
+    assert on_disk["task_perplexity"]["finetuned"]["forward"] == 130.0
     assert on_disk["pretraining"] == {"steps": 20.0, "words": 3000.0, "words_per_second": 750.0}
     assert on_disk["table"] == data["table"]
     assert "layer-wise" in on_disk["plots"]["scalar_mix.png"]  # no pipeline given: the fallback, said so

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from ..atomic import atomic_path
 from ._io import write_json
 
 Span = tuple[int, int, str]  # (start token, end token exclusive, label)
@@ -117,6 +118,23 @@ def conll_to_docbin(path: str | Path, output: str | Path, n_sents: int = 1, limi
     Path(output).parent.mkdir(parents=True, exist_ok=True)
     db.to_disk(output)
     return {"docs": n_docs, "sentences": n_sentences, "tokens": n_tokens, "entities": dict(sorted(entities.items()))}
+
+
+def conll_to_text(path: str | Path, output: str | Path, limit: int | None = None) -> dict:
+    """Write the words of a CoNLL file, one sentence per line, tokens joined by spaces: unlabelled
+    text to fine-tune the biLM on (`spacy-elmo pretrain --init-from ... --corpus.tokenizer
+    whitespace`), tokenized exactly as the NER Docs are. The write is atomic. Returns counts."""
+    lines: list[str] = []
+    n_tokens = 0
+    for document in read_conll(path):
+        for sentence in document:
+            if limit is not None and len(lines) >= limit:
+                break
+            lines.append(" ".join(sentence.words))
+            n_tokens += len(sentence.words)
+    with atomic_path(output) as tmp:
+        tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    return {"sentences": len(lines), "tokens": n_tokens}
 
 
 def _prf(tp: int, fp: int, fn: int) -> dict:

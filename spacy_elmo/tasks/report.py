@@ -26,6 +26,10 @@ class ReportInputs:
     """Paths of the workflow's outputs; any may be None or missing."""
 
     perplexity: str | Path | None = None  # `spacy-elmo evaluate` JSON
+    # `spacy-elmo evaluate` JSONs on the NER task's dev text: the general biLM, and its copy
+    # fine-tuned on the task's training text (the domain transfer of Peters et al. 2018, 3.4)
+    task_perplexity_general: str | Path | None = None
+    task_perplexity_finetuned: str | Path | None = None
     pretrain_log: str | Path | None = None  # pretraining JSON-lines log
     ner_baseline: str | Path | None = None  # metrics JSON from tasks.ner.write_ner_metrics
     ner_elmo: str | Path | None = None
@@ -111,7 +115,7 @@ def collect(inputs: ReportInputs) -> dict:
     """Everything the report shows, as plain JSON data (None where a figure is missing)."""
     status: dict[str, str] = {}
     loaded: dict[str, Any] = {}
-    for name in ("perplexity", "ner_baseline", "ner_elmo", "stsb", "wic"):
+    for name in ("perplexity", "task_perplexity_general", "task_perplexity_finetuned", "ner_baseline", "ner_elmo", "stsb", "wic"):
         loaded[name], status[name] = _load(getattr(inputs, name))
     log = inputs.pretrain_log
     status["pretrain_log"] = "not given" if log is None else "ok" if Path(log).is_file() else f"missing: {log}"
@@ -154,6 +158,10 @@ def collect(inputs: ReportInputs) -> dict:
         },
         "n_layers": n_layers,
         "perplexity": perplexity_figures(loaded["perplexity"]),
+        "task_perplexity": {
+            "general": perplexity_figures(loaded["task_perplexity_general"]),
+            "finetuned": perplexity_figures(loaded["task_perplexity_finetuned"]),
+        },
         "pretraining": pretraining,
         "ner": ner,
         "stsb": stsb_fig,

@@ -61,6 +61,11 @@ def rows(fig: dict) -> list[dict]:
         add("biLM", "perplexity forward / backward", "held-out",
             elmo=f"{_cell(ppl['forward'], digits=1)} / {_cell(ppl['backward'], digits=1)}")
 
+    task_ppl = fig.get("task_perplexity") or {}
+    for which, what in (("general", "general biLM"), ("finetuned", "biLM fine-tuned on the train text")):
+        figures = task_ppl.get(which) or {}
+        add("biLM", f"perplexity on NER text, {what}", "CoNLL dev", elmo=_cell(figures.get("perplexity"), digits=1))
+
     base, elmo = fig["ner"]["baseline"], fig["ner"]["elmo"]
     labels = sorted(set(base["per_type"]) | set(elmo["per_type"]))
     for metric in ("f", "p", "r"):
