@@ -20,8 +20,9 @@ import io
 import random
 import re
 import zipfile
+from contextlib import closing
 from pathlib import Path
-from typing import Iterator, Sequence, TextIO
+from typing import Iterable, Iterator, Sequence, TextIO
 
 from ..atomic import atomic_path
 from ._io import write_json
@@ -92,11 +93,13 @@ def prepare_corpus(
     output = Path(output)
     n_lines = n_words = 0
     words_per_file: dict[str, int] = {}  # the files that lines were written from
-    lines = _source_lines(files, member, split)
+    source = _source_lines(files, member, split)
+    lines: Iterable[tuple[str, str]] = source
     if shuffle_seed is not None:
-        lines = list(lines)
+        lines = list(source)
         random.Random(shuffle_seed).shuffle(lines)
-    with atomic_path(output) as tmp, open(tmp, "w", encoding="utf-8") as out:
+    # closing(): a word budget that stops early closes the source file now, not at garbage collection
+    with closing(source), atomic_path(output) as tmp, open(tmp, "w", encoding="utf-8") as out:
         for path, line in lines:
             words = len(line.split())
             if max_words and n_words + words > max_words and n_lines:
