@@ -109,7 +109,8 @@ def render_markdown(fig: dict, table: list[dict], plots: dict[str, str]) -> str:
     legend = (
         "Baseline: NER without ELMo (same config, budget and seed); for STS-B and WiC the character "
         "encoder's layer 0 (context-free, so identical to the layer 0 column). +ELMo (mix): NER with "
-        "ELMo's learned scalar mix; for STS-B and WiC (no training) the equal-weight mix of all layers. "
+        "ELMo's learned scalar mix over the frozen biLM (in the project workflow, the copy fine-tuned on the NER "
+        "train words; its perplexity on the dev words is the 'perplexity on NER text' row); for STS-B and WiC (no training) the equal-weight mix of all layers. "
         "WiC: threshold on the cosine fitted on train, then applied to dev and test. "
         f"{NA} = the step's output is missing (see report.json `inputs`); empty = does not apply."
     )
