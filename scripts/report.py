@@ -32,7 +32,7 @@ def main(
         None, "--task-perplexity-general", help="`spacy-elmo evaluate` JSON of the general biLM on the NER dev text."
     ),
     task_perplexity_finetuned: Optional[Path] = typer.Option(
-        None, "--task-perplexity-finetuned", help="The same for the biLM fine-tuned on the NER train text."
+        None, "--task-perplexity-finetuned", help="The same for the biLM fine-tuned on the NER train text: its model/meta.json (dev perplexity) or an evaluate JSON."
     ),
     pretrain_log: Optional[Path] = typer.Option(None, "--pretrain-log", help="Pretraining metrics.jsonl."),
     corpus_meta: Optional[Path] = typer.Option(None, "--corpus-meta", help="prepare_corpus meta JSON (which text the biLM saw)."),

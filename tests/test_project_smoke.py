@@ -174,6 +174,7 @@ def test_demo_workflow_on_tiny_data(tmp_path, monkeypatch):
         "perplexity": report["perplexity"]["perplexity"],
         "NER dev text perplexity, general biLM": report["task_perplexity"]["general"]["perplexity"],
         "NER dev text perplexity, fine-tuned biLM": report["task_perplexity"]["finetuned"]["perplexity"],
+        "NER dev text predictions, fine-tuned biLM": report["task_perplexity"]["finetuned"]["tokens"],
         "pretraining words/s": report["pretraining"]["words_per_second"],
         "NER baseline F1": report["ner"]["baseline"]["overall"]["f"],
         "NER +ELMo F1": report["ner"]["elmo"]["overall"]["f"],

@@ -23,7 +23,10 @@ def metrics(tmp_path):
     return {
         "perplexity": _write(m / "perplexity.json", {"model": "x", "fwd_ppl": 100.0, "bwd_ppl": 120.0, "ppl": 110.0, "predictions": 5000}),
         "task_perplexity_general": _write(m / "conll_dev_general.json", {"fwd_ppl": 700.0, "bwd_ppl": 580.0, "ppl": 640.0}),
-        "task_perplexity_finetuned": _write(m / "conll_dev_finetuned.json", {"fwd_ppl": 130.0, "bwd_ppl": 110.0}),
+        # a fine-tuning run's model/meta.json: its own 'perplexity' is not the figure to show
+        "task_perplexity_finetuned": _write(m / "bilm_conll" / "meta.json", {
+            "perplexity": 999.0, "dev_perplexity": {"fwd": 130.0, "bwd": 110.0, "oov_rate": 0.1},
+        }),
         "ner_baseline": _write(m / "ner_baseline.json", {
             "overall": {"p": 0.80, "r": 0.70, "f": 0.7467}, "words_per_second": 20000.0,
             "per_type": {"PER": {"p": 0.9, "r": 0.8, "f": 0.847}, "LOC": {"p": 0.7, "r": 0.6, "f": 0.646}},

@@ -25,9 +25,9 @@ class Sentence:
     tags: list[str] = field(default_factory=list)
 
 
-def read_conll(path: str | Path) -> list[list[Sentence]]:
+def read_conll(path: str | Path, limit: int | None = None) -> list[list[Sentence]]:
     """Documents (split at -DOCSTART-), each a list of sentences. Files without document markers
-    come back as one document."""
+    come back as one document. limit: only the first `limit` sentences of the file."""
     docs: list[list[Sentence]] = [[]]
     current = Sentence()
 
@@ -56,7 +56,16 @@ def read_conll(path: str | Path) -> list[list[Sentence]]:
             current.words.append(fields[0])
             current.tags.append(tag)
     close_sentence()
-    return [doc for doc in docs if doc]
+    docs = [doc for doc in docs if doc]
+    if limit is None:
+        return docs
+    kept: list[list[Sentence]] = []
+    for doc in docs:
+        if limit <= 0:
+            break
+        kept.append(doc[:limit])
+        limit -= len(kept[-1])
+    return kept
 
 
 def iob_to_spans(tags: Sequence[str]) -> list[Span]:
@@ -94,13 +103,9 @@ def conll_to_docbin(path: str | Path, output: str | Path, n_sents: int = 1, limi
     db = DocBin(store_user_data=False)
     n_sentences = n_tokens = n_docs = 0
     entities: Counter[str] = Counter()
-    for document in read_conll(path):
+    for document in read_conll(path, limit):
         for first in range(0, len(document), n_sents):
-            if limit is not None and n_sentences >= limit:
-                break
             group = document[first : first + n_sents]
-            if limit is not None:
-                group = group[: limit - n_sentences]
             words = [w for s in group for w in s.words]
             sent_starts = [k == 0 for s in group for k in range(len(s.words))]
             doc = Doc(vocab, words=words, sent_starts=sent_starts)
@@ -124,17 +129,11 @@ def conll_to_text(path: str | Path, output: str | Path, limit: int | None = None
     """Write the words of a CoNLL file, one sentence per line, tokens joined by spaces: unlabelled
     text to fine-tune the biLM on (`spacy-elmo pretrain --init-from ... --corpus.tokenizer
     whitespace`), tokenized exactly as the NER Docs are. The write is atomic. Returns counts."""
-    lines: list[str] = []
-    n_tokens = 0
-    for document in read_conll(path):
-        for sentence in document:
-            if limit is not None and len(lines) >= limit:
-                break
-            lines.append(" ".join(sentence.words))
-            n_tokens += len(sentence.words)
+    sentences = [sentence.words for document in read_conll(path, limit) for sentence in document]
+    lines = [" ".join(words) for words in sentences]
     with atomic_path(output) as tmp:
         tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-    return {"sentences": len(lines), "tokens": n_tokens}
+    return {"sentences": len(lines), "tokens": sum(map(len, sentences))}
 
 
 def _prf(tp: int, fp: int, fn: int) -> dict:

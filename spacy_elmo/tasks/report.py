@@ -26,8 +26,8 @@ class ReportInputs:
     """Paths of the workflow's outputs; any may be None or missing."""
 
     perplexity: str | Path | None = None  # `spacy-elmo evaluate` JSON
-    # `spacy-elmo evaluate` JSONs on the NER task's dev text: the general biLM, and its copy
-    # fine-tuned on the task's training text (the domain transfer of Peters et al. 2018, 3.4)
+    # Perplexity on the NER task's dev text: the general biLM (`spacy-elmo evaluate` JSON), and its
+    # copy fine-tuned on the task's training text (that run's model/meta.json, or an evaluate JSON)
     task_perplexity_general: str | Path | None = None
     task_perplexity_finetuned: str | Path | None = None
     pretrain_log: str | Path | None = None  # pretraining JSON-lines log
@@ -68,17 +68,21 @@ def _num(value: Any) -> float | None:
 def perplexity_figures(data: Any) -> dict[str, float | None]:
     """{'perplexity', 'forward', 'backward', 'tokens'} from the perplexity JSON.
 
-    Accepts the figures at the top level or under 'test'/'metrics'; 'perplexity' falls back to the
-    mean of forward and backward when only those are given (the bilm-tf convention).
+    Accepts the figures at the top level or under 'test'/'metrics', or a pretrained model's
+    meta.json (its 'dev_perplexity': the final evaluation on the whole held-out text, which
+    `spacy-elmo pretrain` runs anyway); 'perplexity' falls back to the mean of forward and
+    backward when only those are given (the bilm-tf convention).
     """
     out: dict[str, float | None] = {"perplexity": None, "forward": None, "backward": None, "tokens": None}
     if not isinstance(data, dict):
         return out
     scopes = [data] + [data[k] for k in ("test", "metrics", "heldout") if isinstance(data.get(k), dict)]
+    if isinstance(data.get("dev_perplexity"), dict):  # a model's meta.json: its own 'perplexity' may be a training figure
+        scopes = [data["dev_perplexity"]]
     names = {
-        "perplexity": ("ppl", "perplexity", "mean_perplexity"),
-        "forward": ("fwd_ppl", "forward_perplexity", "fwd_perplexity"),
-        "backward": ("bwd_ppl", "backward_perplexity", "bwd_perplexity"),
+        "perplexity": ("ppl", "perplexity", "mean_perplexity", "avg"),
+        "forward": ("fwd_ppl", "forward_perplexity", "fwd_perplexity", "fwd"),
+        "backward": ("bwd_ppl", "backward_perplexity", "bwd_perplexity", "bwd"),
         "tokens": ("predictions", "tokens", "n_tokens"),
     }
     for field_name, candidates in names.items():
