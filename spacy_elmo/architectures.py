@@ -1,14 +1,17 @@
 """Registered architectures (`spacy_architectures` entry point; also imported by the component).
 
     [components.ner.model.tok2vec]
-    @architectures = "spacy-elmo.ElmoListener.v1"
+    @architectures = "spacy-elmo.ElmoListener.v1"        # ELMo alone, or concatenated with a tok2vec
+
+    [components.ner.model.tok2vec.embed]
+    @architectures = "spacy-elmo.ElmoEmbed.v1"           # ELMo at the input of the task's encoder
 """
 
 from __future__ import annotations
 
 from spacy.tokens import Doc
 from spacy.util import registry
-from thinc.api import Model, chain
+from thinc.api import Maxout, Model, chain, concatenate, with_array
 from thinc.types import Floats2d
 
 from .layers.listener import ElmoListener
@@ -51,6 +54,32 @@ def elmo_listener_v1(
     model = chain(listener, mix)
     model.init = _init_listener_mix
     model.set_ref("listener", listener)  # spaCy's textcat looks here for the width
+    return model
+
+
+@registry.architectures("spacy-elmo.ElmoEmbed.v1")
+def elmo_embed_v1(
+    embed: Model[list[Doc], list[Floats2d]],
+    elmo: Model[list[Doc], list[Floats2d]],
+    width: int,
+    maxout_pieces: int = 3,
+) -> Model[list[Doc], list[Floats2d]]:
+    """ELMo joined to a task's own word embeddings, as the `embed` of spacy.Tok2Vec.v2.
+
+    Peters et al. 2018 (section 3.3) concatenate the ELMo vector with the task model's own
+    context-free token vector and feed the result to the task's contextual encoder, which can then
+    combine the ELMo vectors of neighbouring words. Here:
+    Maxout(concatenate(embed, elmo)) -> (n_tokens, width), the input the encoder expects.
+
+    embed (Model[List[Doc], List[Floats2d]]): the task's own embeddings (e.g. spacy.MultiHashEmbed.v2).
+    elmo (Model[List[Doc], List[Floats2d]]): the ELMo vectors, a spacy-elmo.ElmoListener.v1.
+    width (int): output width; the encoder's width.
+    maxout_pieces (int): pieces of the Maxout projection.
+    """
+    project = Maxout(nO=width, nP=maxout_pieces, dropout=0.0, normalize=True)
+    model = chain(concatenate(embed, elmo), with_array(project))
+    model.set_ref("embed", embed)
+    model.set_ref("elmo", elmo)
     return model
 
 

@@ -259,3 +259,35 @@ def test_spacy_train_baseline(corpus, tmp_path):
     result = train("ner_baseline.cfg", corpus / "ner.spacy", tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert spacy.load(tmp_path / "model-last").pipe_names == ["ner"]
+
+
+def test_elmo_embed_feeds_elmo_and_the_task_embeddings_to_the_encoder(model_dir):
+    """spacy-elmo.ElmoEmbed.v1 as the embed of spacy.Tok2Vec.v2: width-wide rows, both inputs learned."""
+    tok2vec = {
+        "@architectures": "spacy.Tok2Vec.v2",
+        "embed": {"@architectures": "spacy-elmo.ElmoEmbed.v1", "width": 12, "maxout_pieces": 2,
+                  "embed": {"@architectures": "spacy.MultiHashEmbed.v2", "width": 12, "attrs": ["NORM", "SHAPE"],
+                            "rows": [100, 50], "include_static_vectors": False},
+                  "elmo": listener()},
+        "encode": {"@architectures": "spacy.MaxoutWindowEncoder.v2", "width": 12, "depth": 1, "window_size": 1, "maxout_pieces": 2},
+    }
+    nlp = spacy.blank("en")
+    nlp.add_pipe("elmo", config={"model": model_dir, "similarity_hooks": False})
+    nlp.add_pipe("ner", config={"model": {"@architectures": "spacy.TransitionBasedParser.v2", "state_type": "ner",
+                                          "extra_state_tokens": False, "hidden_width": 16, "maxout_pieces": 2,
+                                          "use_upper": True, "nO": None, "tok2vec": tok2vec}})
+    assert nlp.get_pipe("elmo").listening_components == ["ner"]  # found inside the embed
+    egs = examples(nlp)
+    optimizer = nlp.initialize(lambda: egs)
+    embed = next(node for node in nlp.get_pipe("ner").model.walk() if node.has_ref("elmo") and node.has_ref("embed"))
+    docs = [eg.predicted for eg in egs]
+    rows = embed.predict(docs)
+    assert [r.shape for r in rows] == [(len(doc), 12) for doc in docs]
+    mix = mix_of(nlp, "ner")
+    hash_tables = [n for n in embed.get_ref("embed").walk() if n.name.startswith("hashembed")]
+    before = [mix.get_param("w").copy()] + [t.get_param("E").copy() for t in hash_tables]
+    for _ in range(3):
+        nlp.update(examples(nlp), sgd=optimizer)
+    after = [mix.get_param("w")] + [t.get_param("E") for t in hash_tables]
+    assert len(hash_tables) == 2
+    assert all(not np.array_equal(b, a) for b, a in zip(before, after))  # the mix and the embeddings learn
