@@ -76,7 +76,7 @@ def main(
     perplexity: Optional[Path] = typer.Option(None, "--perplexity", help="`spacy-elmo evaluate` JSON on held-out text."),
     corpus_meta: Optional[Path] = typer.Option(None, "--corpus-meta", help="The .meta.json that scripts/prepare_corpus.py wrote beside the pretraining text (names its sources)."),
     command: str = typer.Option(
-        "python -m spacy project run all . --vars.ner_max_steps 4000",
+        "python -m spacy project run all .   # the default NER budget: at most 20,000 steps, patience 1,600",
         "--command", help="The command that trained the model (written into the card).",
     ),
     into: Path = typer.Option(DEFAULT_MODEL_DIR, "--into", help="Where to ship it (the package's default model folder)."),
