@@ -38,8 +38,6 @@ class LayerCache:
             raise ValueError(f"cache_mb must be >= 0, got {max_mb}")
         self.max_bytes = int(max_mb * MB)
         self.nbytes = 0
-        self.hits = 0
-        self.misses = 0
         self._store: dict[tuple[bytes, bytes], Floats3d] = {}
 
     @property
@@ -60,8 +58,6 @@ class LayerCache:
         keys = [doc_key(doc) for doc in docs]
         found: list[Floats3d | None] = [self._store.get(k) for k in keys]
         missing = [i for i, x in enumerate(found) if x is None]
-        self.hits += len(docs) - len(missing)
-        self.misses += len(missing)
         if missing:
             for i, x in zip(missing, compute([docs[i] for i in missing])):
                 found[i] = self._keep(keys[i], x)

@@ -6,6 +6,7 @@
   it are skipped when it is absent.
 - `tiny_options`, `tiny_bilm`, `make_bilm`: a small biLM with random weights (seeded), for tests
   that need a model but no reference outputs.
+- `model_dir`: `make_bilm()`'s biLM saved as a model directory, for the component and its listeners.
 - `single_thread`: runs a test with one torch thread (opt in with
   `pytestmark = pytest.mark.usefixtures("single_thread")`). The biLM tests run many tiny ops, for
   which a second thread gains nothing, and on a busy 2-core machine thread hand-offs made them
@@ -20,7 +21,7 @@ from typing import Callable
 import pytest
 import torch
 
-from spacy_elmo.bilm import BiLM, CharCnnOptions, ElmoOptions, LstmOptions
+from spacy_elmo.bilm import BiLM, CharCnnOptions, ElmoOptions, LstmOptions, save_model_dir
 
 SHARED_DIR = Path(__file__).resolve().parents[1].parent / "shared"
 FIXTURE_SUBDIR = Path("fixtures") / "allennlp_elmo"
@@ -113,3 +114,9 @@ def make_bilm() -> Callable[..., BiLM]:
 def tiny_bilm(tiny_options: ElmoOptions) -> BiLM:
     """A stateless random-weight biLM of `tiny_options`, in eval mode."""
     return random_bilm(tiny_options, seed=0)
+
+
+@pytest.fixture
+def model_dir(make_bilm, tmp_path) -> str:
+    """A model directory (options.json + weights.hdf5) holding `make_bilm()`'s tiny biLM."""
+    return str(save_model_dir(make_bilm(), tmp_path / "model"))

@@ -28,11 +28,6 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 WIDTH, N_LAYERS = 16, 3  # conftest's tiny_options
 
 
-@pytest.fixture
-def model_dir(make_bilm, tmp_path) -> str:
-    """A model directory holding conftest's tiny random-weight biLM."""
-    return str(save_model_dir(make_bilm(), tmp_path / "model"))
-
 
 def fixture_elmo(fixture_dir: Path, **config) -> spacy.Language:
     nlp = spacy.blank("en")

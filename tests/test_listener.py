@@ -32,11 +32,6 @@ DATA = [
 ]
 
 
-@pytest.fixture
-def model_dir(make_bilm, tmp_path) -> str:
-    """A model directory holding conftest's tiny random-weight biLM (3 layers of width 16)."""
-    return str(save_model_dir(make_bilm(), tmp_path / "model"))
-
 
 def listener(grad_factor: float = 0.0, **settings) -> dict:
     return {"@architectures": "spacy-elmo.ElmoListener.v1", "upstream": "elmo", "dropout": 0.0, "grad_factor": grad_factor, **settings}
