@@ -11,6 +11,8 @@ from thinc.api import fix_random_seed
 from spacy_elmo.bilm import save_model_dir
 from spacy_elmo.cache import LayerCache, doc_key
 
+from elmo_pipelines import elmo_nlp, listener, ner_model
+
 pytestmark = pytest.mark.usefixtures("single_thread")
 
 TEXTS = ["Alice met Bob in Paris .", "Bob hates London .", "Paris is lovely in spring ."]
@@ -18,16 +20,10 @@ ENTS = [[(0, 5, "PER"), (10, 13, "PER"), (17, 22, "LOC")], [(0, 3, "PER"), (10, 
 
 
 
-def elmo_nlp(model_dir: str, cache_mb: float, grad_factor: float = 0.0) -> spacy.Language:
+def elmo_ner_nlp(model_dir: str, cache_mb: float, grad_factor: float = 0.0) -> spacy.Language:
     """elmo + an ner that listens to it."""
-    nlp = spacy.blank("en")
-    nlp.add_pipe("elmo", config={"model": model_dir, "similarity_hooks": False, "cache_mb": cache_mb})
-    listener = {"@architectures": "spacy-elmo.ElmoListener.v1", "upstream": "elmo", "dropout": 0.0, "grad_factor": grad_factor}
-    nlp.add_pipe(
-        "ner",
-        config={"model": {"@architectures": "spacy.TransitionBasedParser.v2", "state_type": "ner", "extra_state_tokens": False,
-                          "hidden_width": 16, "maxout_pieces": 2, "use_upper": True, "nO": None, "tok2vec": listener}},
-    )
+    nlp = elmo_nlp(model_dir, cache_mb=cache_mb)
+    nlp.add_pipe("ner", config={"model": ner_model(listener(grad_factor))})
     return nlp
 
 
@@ -43,7 +39,7 @@ def bilm_rows_read(nlp: spacy.Language) -> list[int]:
 
 
 def test_cached_layers_are_the_fresh_ones_and_the_bilm_reads_each_doc_once(model_dir):
-    cached, fresh = elmo_nlp(model_dir, cache_mb=10), elmo_nlp(model_dir, cache_mb=0)
+    cached, fresh = elmo_ner_nlp(model_dir, cache_mb=10), elmo_ner_nlp(model_dir, cache_mb=0)
     for nlp in (cached, fresh):
         nlp.initialize()
     elmo, reference = cached.get_pipe("elmo"), fresh.get_pipe("elmo")
@@ -68,7 +64,7 @@ def test_training_with_the_cache_gives_the_same_model(model_dir):
     results = []
     for cache_mb in (0, 10):
         fix_random_seed(0)
-        nlp = elmo_nlp(model_dir, cache_mb=cache_mb)
+        nlp = elmo_ner_nlp(model_dir, cache_mb=cache_mb)
         egs = examples(nlp)
         optimizer = nlp.initialize(lambda egs=egs: egs)
         calls = bilm_rows_read(nlp)
@@ -87,7 +83,7 @@ def test_training_with_the_cache_gives_the_same_model(model_dir):
 
 
 def test_fine_tuning_the_bilm_bypasses_the_cache(model_dir):
-    nlp = elmo_nlp(model_dir, cache_mb=10, grad_factor=1.0)
+    nlp = elmo_ner_nlp(model_dir, cache_mb=10, grad_factor=1.0)
     egs = examples(nlp)
     optimizer = nlp.initialize(lambda: egs)
     elmo = nlp.get_pipe("elmo")
@@ -103,18 +99,17 @@ def test_fine_tuning_the_bilm_bypasses_the_cache(model_dir):
 
 
 def test_new_weights_empty_the_cache(model_dir, make_bilm):
-    nlp = elmo_nlp(model_dir, cache_mb=10)
+    nlp = elmo_ner_nlp(model_dir, cache_mb=10)
     nlp.initialize()
     elmo = nlp.get_pipe("elmo")
     old = elmo.predict([nlp.make_doc(TEXTS[0])])[0]
-    elmo.from_bytes(elmo_nlp(str(save_model_dir(make_bilm(seed=1), f"{model_dir}_other")), 0).get_pipe("elmo").to_bytes())
+    elmo.from_bytes(elmo_ner_nlp(str(save_model_dir(make_bilm(seed=1), f"{model_dir}_other")), 0).get_pipe("elmo").to_bytes())
     assert len(elmo.cache) == 0
     assert not np.array_equal(old, elmo.predict([nlp.make_doc(TEXTS[0])])[0])
 
 
 def test_cached_layers_are_read_only(model_dir):
-    nlp = spacy.blank("en")
-    nlp.add_pipe("elmo", config={"model": model_dir, "cache_mb": 10, "all_layers": True})
+    nlp = elmo_nlp(model_dir, cache_mb=10, all_layers=True)
     doc = nlp("Alice met Bob in Paris .")
     with pytest.raises(ValueError, match="read-only"):
         doc._.elmo_layers[0, 0, 0] = 1.0

@@ -20,6 +20,8 @@ from spacy.training import Example
 from spacy_elmo.bilm import ScalarMix, save_model_dir
 from spacy_elmo.layers import ElmoScalarMix
 
+from elmo_pipelines import elmo_nlp, listener, ner_model
+
 pytestmark = pytest.mark.usefixtures("single_thread")
 
 CONFIGS = Path(__file__).parents[1] / "configs"
@@ -33,26 +35,16 @@ DATA = [
 
 
 
-def listener(grad_factor: float = 0.0, **settings) -> dict:
-    return {"@architectures": "spacy-elmo.ElmoListener.v1", "upstream": "elmo", "dropout": 0.0, "grad_factor": grad_factor, **settings}
-
-
 def build_nlp(model_dir: str, textcat_grad_factor: float = 0.0, elmo: bool = True) -> spacy.Language:
     """elmo + textcat + ner, both downstream components listening to the one elmo component."""
-    nlp = spacy.blank("en")
-    if elmo:
-        nlp.add_pipe("elmo", config={"model": model_dir, "similarity_hooks": False})
+    nlp = elmo_nlp(model_dir) if elmo else spacy.blank("en")
     nlp.add_pipe(
         "textcat",
         config={"model": {"@architectures": "spacy.TextCatEnsemble.v2", "tok2vec": listener(textcat_grad_factor), "nO": None,
                           "linear_model": {"@architectures": "spacy.TextCatBOW.v3", "exclusive_classes": True,
                                            "ngram_size": 1, "no_output_layer": False, "nO": None}}},
     )
-    nlp.add_pipe(
-        "ner",
-        config={"model": {"@architectures": "spacy.TransitionBasedParser.v2", "state_type": "ner", "extra_state_tokens": False,
-                          "hidden_width": 16, "maxout_pieces": 2, "use_upper": True, "nO": None, "tok2vec": listener()}},
-    )
+    nlp.add_pipe("ner", config={"model": ner_model(listener())})
     return nlp
 
 
@@ -266,11 +258,8 @@ def test_elmo_embed_feeds_elmo_and_the_task_embeddings_to_the_encoder(model_dir)
                   "elmo": listener()},
         "encode": {"@architectures": "spacy.MaxoutWindowEncoder.v2", "width": 12, "depth": 1, "window_size": 1, "maxout_pieces": 2},
     }
-    nlp = spacy.blank("en")
-    nlp.add_pipe("elmo", config={"model": model_dir, "similarity_hooks": False})
-    nlp.add_pipe("ner", config={"model": {"@architectures": "spacy.TransitionBasedParser.v2", "state_type": "ner",
-                                          "extra_state_tokens": False, "hidden_width": 16, "maxout_pieces": 2,
-                                          "use_upper": True, "nO": None, "tok2vec": tok2vec}})
+    nlp = elmo_nlp(model_dir)
+    nlp.add_pipe("ner", config={"model": ner_model(tok2vec)})
     assert nlp.get_pipe("elmo").listening_components == ["ner"]  # found inside the embed
     egs = examples(nlp)
     optimizer = nlp.initialize(lambda: egs)
