@@ -8,6 +8,7 @@ directory and its perplexity is exact.
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 import os
@@ -249,6 +250,80 @@ def test_checkpoint_is_never_half_written(tmp_path, monkeypatch):
     state = load_checkpoint(path)
     assert state["step"] == 1 and torch.equal(state["weights"], torch.ones(3))
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temporary left behind
+
+
+# ---- model-best -------------------------------------------------------------------------------
+
+
+def scripted_perplexities(monkeypatch, values: list[float]) -> list[int]:
+    """Make the held-out evaluations return `values` in turn (the weights still train for real);
+    returns the list the evaluated steps' sentence counts are appended to."""
+    import spacy_elmo.pretrain.train as train_module
+    from spacy_elmo.pretrain.evaluate import evaluate_perplexity as real
+
+    queue, counts = list(values), []
+
+    def fake(*args, max_sentences: int = 0, **kwargs):
+        result = real(*args, max_sentences=max_sentences, **kwargs)
+        counts.append(max_sentences)
+        ppl = queue.pop(0)
+        return dataclasses.replace(result, fwd_ppl=ppl, bwd_ppl=ppl, ppl=ppl)
+
+    monkeypatch.setattr(train_module, "evaluate_perplexity", fake)
+    return counts
+
+
+def weights(model_dir: Path) -> dict[str, torch.Tensor]:
+    return load_bilm(model=model_dir).state_dict()
+
+
+def test_model_best_keeps_the_lowest_perplexity_model(tmp_path, corpus, dev_corpus, monkeypatch):
+    config = write_config(tmp_path, corpus)
+    settings = dict(paths__dev=str(dev_corpus), training__eval_every=5, training__eval_max_sentences=10)
+    # Evaluations at steps 5, 10, 15, then the final model on the same 10 sentences, then on all.
+    counts = scripted_perplexities(monkeypatch, [50.0, 30.0, 40.0, 35.0, 33.0])
+    model_dir = train(config, tmp_path / "out", training__max_steps=20, **settings)
+    assert counts == [10, 10, 10, 10, 0]
+    best_dir = tmp_path / "out" / "model-best"
+    selected = json.loads((best_dir / "meta.json").read_text())["selected_by"]
+    assert (selected["step"], selected["ppl"], selected["sentences"]) == (10, 30.0, 10)
+    assert json.loads((model_dir / "meta.json").read_text())["best_step"] == 10
+    # model-best holds the weights of step 10: those of a run that stops there.
+    monkeypatch.undo()
+    reference = train(config, tmp_path / "ten_steps", training__max_steps=10)
+    best, final = weights(best_dir), weights(model_dir)
+    for name, value in weights(reference).items():
+        assert torch.equal(best[name], value), name
+    assert any(not torch.equal(best[name], final[name]) for name in best)
+    assert load_language_model(best_dir).softmax is not None  # a full model directory: evaluate / resume from it
+
+
+def test_model_best_survives_resume_and_is_replaced_only_by_a_better_model(tmp_path, corpus, dev_corpus, monkeypatch):
+    config = write_config(tmp_path, corpus, "")
+    config.write_text(load_config(config, {"training.checkpoint_every": 5}).to_str())
+    settings = dict(paths__dev=str(dev_corpus), training__eval_every=5, training__eval_max_sentences=10)
+    out = tmp_path / "out"
+    scripted_perplexities(monkeypatch, [20.0, 25.0, 25.0])  # step 5; the final step 10 on 10 sentences, on all
+    train(config, out, training__max_steps=10, **settings)
+    selected = lambda: json.loads((out / "model-best" / "meta.json").read_text())["selected_by"]  # noqa: E731
+    assert selected()["step"] == 5
+    # Resumed: steps 15, 20 and 25 are worse than step 5, which only model-best/ remembers.
+    scripted_perplexities(monkeypatch, [22.0, 21.0, 23.0, 23.0])
+    train(config, out, resume=True, training__max_steps=25, **settings)
+    assert (selected()["step"], selected()["ppl"]) == (5, 20.0)
+    scripted_perplexities(monkeypatch, [18.0, 19.0, 19.0])  # step 30 is better
+    train(config, out, resume=True, training__max_steps=35, **settings)
+    assert (selected()["step"], selected()["ppl"]) == (30, 18.0)
+    # A different eval_max_sentences makes the numbers incomparable: the next evaluation wins.
+    scripted_perplexities(monkeypatch, [90.0, 90.0, 90.0])
+    train(config, out, resume=True, training__max_steps=45, training__eval_every=5, training__eval_max_sentences=20,
+          paths__dev=str(dev_corpus))
+    assert (selected()["step"], selected()["sentences"]) == (40, 20)
+
+
+def test_no_model_best_without_periodic_evaluation(tmp_path, corpus, dev_corpus):
+    train(write_config(tmp_path, corpus), tmp_path / "out", training__max_steps=4, paths__dev=str(dev_corpus))
+    assert (tmp_path / "out" / "model").is_dir() and not (tmp_path / "out" / "model-best").exists()
 
 
 def test_resume_refuses_what_would_not_be_the_same_run(tmp_path, corpus):

@@ -11,6 +11,7 @@ Output folder:
     checkpoints/last.pt   everything needed to resume exactly (every checkpoint_every steps, at the end)
     metrics.jsonl         training curves as data;  curves.png  the same as a plot
     model/                the trained model directory (see export.py)
+    model-best/           with eval_every > 0: the evaluated model of lowest held-out perplexity
 """
 
 from __future__ import annotations
@@ -153,6 +154,8 @@ class Trainer:
         self.metrics = None
         if info.is_main:
             self.metrics = MetricsLog(output / "metrics.jsonl", resume_step=self.step if checkpoint else None)
+        self.best_dir = output / "model-best"
+        self.best = self._read_best() if checkpoint is not None else None
 
     # ---- setup helpers ---------------------------------------------------------------------------
 
@@ -228,6 +231,16 @@ class Trainer:
         set_rng_state(mine["rng"])
         log(self.info, f"Resumed from {self.ckpt_path} at step {self.step:,}")
 
+    def _read_best(self) -> dict | None:
+        """The best evaluation so far, from model-best/meta.json (the files on disk are the truth:
+        a run killed after writing model-best but before its next checkpoint replays the same
+        steps to the same perplexity, which does not count as better)."""
+        path = self.best_dir / "meta.json"
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))["selected_by"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
     # ---- checkpoints and evaluation -------------------------------------------------------------
 
     def save(self) -> None:
@@ -256,8 +269,9 @@ class Trainer:
             )
         barrier(self.info)
 
-    def evaluate(self, max_sentences: int) -> PerplexityResult | None:
-        """Held-out perplexity on the main process (the others wait)."""
+    def evaluate(self, max_sentences: int, keep_best: bool = True) -> PerplexityResult | None:
+        """Held-out perplexity on the main process (the others wait); with keep_best, a model
+        better than every earlier evaluation on the same sentences is written to model-best/."""
         result = None
         if self.dev_files is not None and self.info.is_main:
             t = self.settings.training
@@ -272,8 +286,21 @@ class Trainer:
                               "sentences": result.sentences})
             log(self.info, f"step {self.step:,}: held-out perplexity forward {result.fwd_ppl:.2f}, "
                            f"backward {result.bwd_ppl:.2f}, average {result.ppl:.2f}")
+            if keep_best:
+                self._keep_if_best(result)
         barrier(self.info)
         return result
+
+    def _keep_if_best(self, result: PerplexityResult) -> None:
+        """Perplexities of different sentence counts are not comparable: a changed
+        eval_max_sentences (allowed on resume) starts the comparison over."""
+        best = self.best
+        if best is not None and best["sentences"] == result.sentences and best["ppl"] <= result.ppl:
+            return
+        self.best = {"rule": "lowest held-out perplexity among the evaluations on the same sentences",
+                     "step": self.step, "ppl": result.ppl, "sentences": result.sentences}
+        write_model_dir(self.lm.bilm, self.lm.softmax, self.vocab, self.best_dir,
+                        {**self._meta(result, None, None), "selected_by": self.best})
 
     def _autocast(self):
         if self.autocast_dtype is None:
@@ -363,36 +390,51 @@ class Trainer:
         """Write the model directory, the final held-out perplexity and the plot."""
         s, info = self.settings, self.info
         stats = sum((CorpusStats.from_dict(d) for d in all_gather(info, self.batcher.stream.stats.to_dict())), CorpusStats())
-        dev = self.evaluate(0)
+        if s.training.eval_every and s.training.eval_max_sentences:
+            self.evaluate(s.training.eval_max_sentences)  # the final model is a model-best candidate too
+            dev = self.evaluate(0, keep_best=False)
+        else:
+            dev = self.evaluate(0, keep_best=bool(s.training.eval_every))
         model_dir = self.output / "model"
         if info.is_main:
-            stream_tokens = None if self.corpus_stats is None else self.corpus_stats.tokens + 2 * self.corpus_stats.pieces
             train_ppl = {k: last_train[k] for k in ("fwd_ppl", "bwd_ppl", "ppl")} if last_train else None
-            meta = {
-                "name": "elmo-pretrained",
-                "spacy_elmo_version": __version__,
-                "corpus": [str(f) for f in self.files],
-                "corpus_stats": None if self.corpus_stats is None else self.corpus_stats.to_dict(),
-                "bad_lines_seen_in_training": stats.bad_lines,
-                "steps": self.step,
-                "words": self.words,
-                "epochs": None if not stream_tokens else round(self.words / stream_tokens, 3),
-                "vocab_size": len(self.vocab),
-                "tokenizer": s.corpus.tokenizer,
-                "softmax": self.lm.softmax.describe(),
-                "perplexity": dev.ppl if dev is not None else (train_ppl or {}).get("ppl"),
-                "perplexity_source": "dev (exact)" if dev is not None else f"training batches ({s.softmax.type} softmax)",
-                "dev_perplexity": None if dev is None else {"fwd": dev.fwd_ppl, "bwd": dev.bwd_ppl, "avg": dev.ppl,
-                                                            "oov_rate": dev.oov_rate, "predictions": dev.predictions,
-                                                            "files": [str(f) for f in self.dev_files]},
-                "train_perplexity": train_ppl,
-                "init_from": s.paths.init_from,
-                "world_size": info.world_size,
-                "training_seconds": round(self.elapsed, 1),
-            }
+            meta = self._meta(dev, train_ppl, stats.bad_lines)
+            if self.best is not None:
+                meta["best_step"] = self.best["step"]  # where model-best/ came from
             write_model_dir(self.lm.bilm, self.lm.softmax, self.vocab, model_dir, meta)
             plot_curves(self.output / "metrics.jsonl", self.output / "curves.png")
             log(info, f"Training read {stats.summary()}")
             log(info, f"Model written to {model_dir} (options.json + weights.hdf5: the AllenNLP format)")
+            if self.best is not None:
+                log(info, f"Lowest held-out perplexity at step {self.best['step']:,} ({self.best['ppl']:.2f} on "
+                          f"{self.best['sentences']:,} sentences): {self.best_dir}")
         barrier(info)
         return model_dir
+
+    def _meta(self, dev: PerplexityResult | None, train_ppl: dict | None, bad_lines: int | None) -> dict[str, Any]:
+        """meta.json of a model directory written now (bad_lines: None mid-run, where only the
+        final model gathers every process's count)."""
+        s = self.settings
+        stream_tokens = None if self.corpus_stats is None else self.corpus_stats.tokens + 2 * self.corpus_stats.pieces
+        return {
+            "name": "elmo-pretrained",
+            "spacy_elmo_version": __version__,
+            "corpus": [str(f) for f in self.files],
+            "corpus_stats": None if self.corpus_stats is None else self.corpus_stats.to_dict(),
+            "bad_lines_seen_in_training": bad_lines,
+            "steps": self.step,
+            "words": self.words,
+            "epochs": None if not stream_tokens else round(self.words / stream_tokens, 3),
+            "vocab_size": len(self.vocab),
+            "tokenizer": s.corpus.tokenizer,
+            "softmax": self.lm.softmax.describe(),
+            "perplexity": dev.ppl if dev is not None else (train_ppl or {}).get("ppl"),
+            "perplexity_source": "dev (exact)" if dev is not None else f"training batches ({s.softmax.type} softmax)",
+            "dev_perplexity": None if dev is None else {"fwd": dev.fwd_ppl, "bwd": dev.bwd_ppl, "avg": dev.ppl,
+                                                        "oov_rate": dev.oov_rate, "predictions": dev.predictions,
+                                                        "files": [str(f) for f in self.dev_files]},
+            "train_perplexity": train_ppl,
+            "init_from": s.paths.init_from,
+            "world_size": self.info.world_size,
+            "training_seconds": round(self.elapsed, 1),
+        }
