@@ -28,7 +28,7 @@ CONFIG_PATH is a training config in spaCy's config format (configs/pretrain_demo
   --system.device D           auto | cpu | cuda | cuda:1
   --corpus.tokenizer T        whitespace | spacy-blank:en
 
-OUTPUT receives config.cfg, vocab.txt, corpus_stats.json, checkpoints/last.pt, metrics.jsonl, curves.png and model/: options.json + weights.hdf5 (the AllenNLP format), meta.json, vocab.txt and softmax.hdf5. `spacy-elmo embed --model OUTPUT/model` and the elmo component load it directly.
+OUTPUT receives config.cfg, vocab.txt, corpus_stats.json, checkpoints/last.pt, metrics.jsonl, curves.png and model/: options.json + weights.hdf5 (the AllenNLP format), meta.json, vocab.txt and softmax.hdf5. `spacy-elmo embed --model OUTPUT/model` and the elmo component load it directly. With training.eval_every > 0, model-best/ is the same kind of folder, holding the evaluated model of lowest held-out perplexity.
 
 Several GPUs or machines: launch with torchrun, e.g. torchrun --nproc_per_node 4 -m spacy_elmo pretrain CONFIG -o OUT --paths.train corpus/
 """
