@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from spacy_elmo.bilm import BiLM, ElmoOptions, batch_to_ids, load_bilm, save_model_dir
 from spacy_elmo.cli import app
+from cli_output import printed
 
 TINY = {
     "lstm": {"n_layers": 2, "dim": 24, "projection_dim": 8, "cell_clip": 3, "proj_clip": 3, "use_skip_connections": True},
@@ -89,7 +90,7 @@ def test_embed_duplicate_sentence_keys_fail_cleanly_and_leave_no_file(model_dir,
     output = tmp_path / "out.hdf5"
     result = runner.invoke(app, ["embed", str(source), str(output), "--use-sentence-keys", "--model", str(model_dir)])
     assert result.exit_code == 1
-    assert "duplicate" in result.output
+    assert "duplicate" in printed(result)
     assert not output.exists()
     assert list(tmp_path.glob(".out.hdf5*")) == []  # no temporary file left behind
 
@@ -100,9 +101,9 @@ def test_embed_bad_model_and_missing_input_give_one_line_errors(model_dir, tmp_p
     result = runner.invoke(app, ["embed", str(input_file), str(tmp_path / "o.h5"),
                                  "--options-file", str(model_dir / "options.json"), "--weight-file", str(garbage)])
     assert result.exit_code == 1
-    assert "garbage.hdf5" in result.output and "Traceback" not in result.output
+    assert "garbage.hdf5" in printed(result) and "Traceback" not in result.output
     result = runner.invoke(app, ["embed", str(tmp_path / "missing.txt"), str(tmp_path / "o.h5"), "--model", str(model_dir)])
-    assert result.exit_code == 1 and "not found" in result.output
+    assert result.exit_code == 1 and "not found" in printed(result)
     result = runner.invoke(app, ["embed", str(input_file), str(tmp_path / "o.h5"), "--top", "--average", "--model", str(model_dir)])
     assert result.exit_code == 1
 

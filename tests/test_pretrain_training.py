@@ -38,6 +38,7 @@ from spacy_elmo.pretrain.export import load_language_model
 from spacy_elmo.pretrain.metrics import read_events
 from spacy_elmo.pretrain.softmax import FullSoftmax
 from spacy_elmo.pretrain.train import Trainer
+from cli_output import printed
 
 TINY_CONFIG = """
 [system]
@@ -428,7 +429,7 @@ def test_missing_or_empty_corpus_is_a_clear_error(tmp_path, corpus):
         train(config, tmp_path / "c", paths__train=str(tmp_path / "blank.txt"))
     result = runner.invoke(app, ["pretrain", str(config), "-o", str(tmp_path / "d"), "--paths.train",
                                  str(tmp_path / "missing.txt"), "--no-progress"])
-    assert result.exit_code == 1 and "corpus not found" in result.output
+    assert result.exit_code == 1 and "corpus not found" in printed(result)
     assert not (tmp_path / "d" / "model").exists()
 
 
@@ -444,11 +445,11 @@ def test_cli_pretrain_evaluate_and_embed(tmp_path, corpus, dev_corpus):
     meta = json.loads((out / "model" / "meta.json").read_text())
     assert meta["steps"] == 5 and meta["softmax"]["type"] == "sampled"  # the overrides took effect
     result = runner.invoke(app, ["pretrain", str(config), "-o", str(out), "--training.max_stepz", "5"])
-    assert result.exit_code == 1 and "max_stepz" in result.output
+    assert result.exit_code == 1 and "max_stepz" in printed(result)
     report = tmp_path / "ppl.json"
     result = runner.invoke(app, ["evaluate", str(out / "model"), str(dev_corpus), "-o", str(report), "--no-progress"])
     assert result.exit_code == 0, result.output
-    assert "forward perplexity" in result.output and "backward perplexity" in result.output
+    assert "forward perplexity" in printed(result) and "backward perplexity" in printed(result)
     numbers = json.loads(report.read_text())
     assert numbers["ppl"] == pytest.approx((numbers["fwd_ppl"] + numbers["bwd_ppl"]) / 2)
     assert 1 < numbers["fwd_ppl"] < meta["vocab_size"] * 3 and numbers["sentences"] == 40
@@ -457,7 +458,7 @@ def test_cli_pretrain_evaluate_and_embed(tmp_path, corpus, dev_corpus):
     for name in ("options.json", "weights.hdf5"):
         (bare / name).write_bytes((out / "model" / name).read_bytes())
     result = runner.invoke(app, ["evaluate", str(bare), str(dev_corpus), "--no-progress"])
-    assert result.exit_code == 1 and "no softmax" in result.output
+    assert result.exit_code == 1 and "no softmax" in printed(result)
     # The `embed` command loads the model directory directly.
     (tmp_path / "in.txt").write_text("the cat sees a dog .\n")
     result = runner.invoke(app, ["embed", str(tmp_path / "in.txt"), str(tmp_path / "e.hdf5"), "--model", str(out / "model")])
