@@ -3,6 +3,7 @@
     python benchmarks/bench_pretrain.py                                   # demo + small configs
     python benchmarks/bench_pretrain.py --sizes small --steps 40 --threads 2
     python benchmarks/bench_pretrain.py --corpus ../shared/data/reuters21578/reuters21578.en.txt
+    python benchmarks/bench_pretrain.py --sizes small original --device cuda --precision bf16
 
 Each size runs `pretrain()` with the config from configs/pretrain_<size>.cfg for 2 x --steps
 steps (no checkpoints or evaluation in between) and reports the words/second of the second half
@@ -49,10 +50,11 @@ def corpus_sample(path: Path | None, n_lines: int, out: Path) -> Path:
     return target
 
 
-def bench(size: str, corpus: Path, steps: int, threads: int, work: Path) -> dict:
+def bench(size: str, corpus: Path, steps: int, threads: int, work: Path, device: str = "cpu", precision: str = "no") -> dict:
     overrides = {
         "paths.train": str(corpus),
-        "system.device": "cpu",
+        "system.device": device,
+        "training.mixed_precision": precision,
         "system.threads": threads,
         "training.max_steps": 2 * steps,
         "training.max_epochs": 0,
@@ -80,6 +82,8 @@ def bench(size: str, corpus: Path, steps: int, threads: int, work: Path) -> dict
         "softmax": f"{meta['softmax']['type']} {meta['vocab_size']:,}",
         "batch": f"{t['batch_size']}x{t['unroll_steps']}",
         "threads": torch.get_num_threads(),
+        "device": torch.cuda.get_device_name() if device.startswith("cuda") else "cpu",
+        "precision": precision if device.startswith("cuda") else "no",
         "wall_s": round(total, 1),
     }
 
@@ -91,15 +95,17 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--corpus", type=Path, default=REUTERS if REUTERS.is_file() else None)
     parser.add_argument("--lines", type=int, default=20_000, help="corpus lines to use")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    parser.add_argument("--precision", default="no", choices=["no", "bf16", "fp16"], help="mixed precision (GPU only)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         corpus = corpus_sample(args.corpus, args.lines, work)
         source = args.corpus.name if args.corpus else "generated text"
-        rows = [bench(size, corpus, args.steps, args.threads, work) for size in args.sizes]
+        rows = [bench(size, corpus, args.steps, args.threads, work, args.device, args.precision) for size in args.sizes]
     print(f"\ncorpus: first {args.lines:,} lines of {source}; {args.steps} timed steps after {args.steps} "
           f"warm-up steps; torch {torch.__version__}, {torch.get_num_threads()} threads")
-    header = ["size", "words_per_s", "bilm_parameters", "lstm", "char_filters", "softmax", "batch", "wall_s"]
+    header = ["size", "device", "precision", "words_per_s", "bilm_parameters", "lstm", "char_filters", "softmax", "batch", "wall_s"]
     print(" | ".join(header))
     for row in rows:
         cells = [f"{v:,.0f}" if isinstance(v, float) else f"{v:,}" if isinstance(v, int) else str(v)

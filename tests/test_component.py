@@ -72,6 +72,16 @@ def test_factory_is_found_through_the_entry_point(model_dir):
     assert result.stdout.strip() == f"(4, {WIDTH})"
 
 
+@pytest.mark.parametrize("name", ["spacy-elmo.ElmoListener.v1", "spacy-elmo.ElmoEmbed.v1"])
+def test_each_architecture_is_found_through_the_entry_point(name):
+    """A config may name an architecture before anything imported spacy_elmo (spaCy looks each
+    name up on its own: a missing entry point fails the first lookup, not later ones)."""
+    code = f"import sys; from spacy.util import registry; registry.architectures.get({name!r}); print('spacy_elmo' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "True"
+
+
 def test_default_model_is_used_when_present_and_explained_when_absent(model_dir, tmp_path, monkeypatch):
     monkeypatch.setattr(default_model, "DEFAULT_MODEL_DIR", tmp_path / "absent")
     with pytest.raises(ValueError, match="default model is not installed") as err:

@@ -30,7 +30,7 @@ from spacy_elmo.bilm import BiLM, ElmoOptions, batch_to_ids, load_bilm
 from spacy_elmo.bilm.model import add_sentence_boundaries
 from spacy_elmo.cli import app
 from spacy_elmo.pretrain import (
-    CheckpointError, CorpusError, PretrainSettings, Vocab, evaluate_perplexity, load_config, pretrain,
+    CheckpointError, CorpusError, PretrainSettings, Vocab, evaluate_perplexity, load_config,
 )
 from spacy_elmo.pretrain.checkpoint import load_checkpoint, save_checkpoint
 from spacy_elmo.pretrain.distributed import init_distributed, shutdown
@@ -39,52 +39,7 @@ from spacy_elmo.pretrain.metrics import read_events
 from spacy_elmo.pretrain.softmax import FullSoftmax
 from spacy_elmo.pretrain.train import Trainer
 from cli_output import printed
-
-TINY_CONFIG = """
-[system]
-seed = 0
-device = "cpu"
-deterministic = true
-threads = 1
-
-[model]
-
-[model.lstm]
-n_layers = 2
-dim = 32
-projection_dim = 16
-
-[model.char_cnn]
-filters = [[1, 8], [2, 8], [3, 16]]
-n_highway = 1
-
-[model.char_cnn.embedding]
-dim = 8
-
-[vocab]
-max_size = 100
-min_count = 1
-
-[softmax]
-type = "full"
-n_samples = 32
-cutoffs = [15, 40]
-div_value = 2.0
-
-[training]
-batch_size = 8
-unroll_steps = 10
-chunk_windows = 3
-max_steps = 40
-max_epochs = 0
-optimizer = "adam"
-learning_rate = 0.03
-dropout = 0.1
-mixed_precision = "no"
-checkpoint_every = 0
-log_every = 1
-eval_every = 0
-"""
+from tiny_pretrain import grammar_corpus, train, train_losses, write_config
 
 runner = CliRunner()
 
@@ -98,23 +53,6 @@ def _restore_torch_globals():
     torch.use_deterministic_algorithms(deterministic)
 
 
-def grammar_corpus(path: Path, n_lines: int = 300, seed: int = 0) -> Path:
-    """Sentences of a small grammar (~60 words): easy to learn, so the loss must fall quickly."""
-    rng = random.Random(seed)
-    det = "the a every some no".split()
-    adj = "red big old small happy quiet green fast lazy bright".split()
-    noun = "cat dog bird fish horse mouse lion tiger bear wolf fox owl frog duck goat sheep cow pig ant bee".split()
-    verb = "sees chases likes eats finds follows hears meets helps watches".split()
-    prep = "near under over behind beside".split()
-    with open(path, "w", encoding="utf-8") as f:
-        for _ in range(n_lines):
-            words = [rng.choice(det), rng.choice(adj), rng.choice(noun), rng.choice(verb), rng.choice(det), rng.choice(noun)]
-            if rng.random() < 0.5:
-                words += [rng.choice(prep), rng.choice(det), rng.choice(noun)]
-            f.write(" ".join(words) + " .\n")
-    return path
-
-
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> Path:
     return grammar_corpus(tmp_path_factory.mktemp("corpus") / "train.txt")
@@ -123,21 +61,6 @@ def corpus(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def dev_corpus(tmp_path_factory) -> Path:
     return grammar_corpus(tmp_path_factory.mktemp("dev") / "dev.txt", n_lines=40, seed=1)
-
-
-def write_config(directory: Path, corpus: Path, extra: str = "") -> Path:
-    path = directory / "tiny.cfg"
-    path.write_text(f'[paths]\ntrain = "{corpus}"\n' + TINY_CONFIG + extra, encoding="utf-8")
-    return path
-
-
-def train(config_path: Path, output: Path, resume: bool = False, **overrides) -> Path:
-    config = load_config(config_path, {k.replace("__", "."): v for k, v in overrides.items()})
-    return pretrain(config, output, resume=resume, progress=False)
-
-
-def train_losses(output: Path) -> list[float]:
-    return [e["loss"] for e in read_events(output / "metrics.jsonl") if e["event"] == "train"]
 
 
 # ---- learning ----------------------------------------------------------------------------------

@@ -1,0 +1,91 @@
+"""A tiny pretraining setup for the tests: a config small enough to train in seconds, a corpus of
+a small grammar that such a model learns quickly, and helpers that run `pretrain()` on them.
+
+Imported by the test modules (pytest puts tests/ on sys.path); no tests here.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from spacy_elmo.pretrain import load_config, pretrain
+from spacy_elmo.pretrain.metrics import read_events
+
+TINY_CONFIG = """
+[system]
+seed = 0
+device = "cpu"
+deterministic = true
+threads = 1
+
+[model]
+
+[model.lstm]
+n_layers = 2
+dim = 32
+projection_dim = 16
+
+[model.char_cnn]
+filters = [[1, 8], [2, 8], [3, 16]]
+n_highway = 1
+
+[model.char_cnn.embedding]
+dim = 8
+
+[vocab]
+max_size = 100
+min_count = 1
+
+[softmax]
+type = "full"
+n_samples = 32
+cutoffs = [15, 40]
+div_value = 2.0
+
+[training]
+batch_size = 8
+unroll_steps = 10
+chunk_windows = 3
+max_steps = 40
+max_epochs = 0
+optimizer = "adam"
+learning_rate = 0.03
+dropout = 0.1
+mixed_precision = "no"
+checkpoint_every = 0
+log_every = 1
+eval_every = 0
+"""
+
+
+def grammar_corpus(path: Path, n_lines: int = 300, seed: int = 0) -> Path:
+    """Sentences of a small grammar (~60 words): easy to learn, so the loss must fall quickly."""
+    rng = random.Random(seed)
+    det = "the a every some no".split()
+    adj = "red big old small happy quiet green fast lazy bright".split()
+    noun = "cat dog bird fish horse mouse lion tiger bear wolf fox owl frog duck goat sheep cow pig ant bee".split()
+    verb = "sees chases likes eats finds follows hears meets helps watches".split()
+    prep = "near under over behind beside".split()
+    with open(path, "w", encoding="utf-8") as f:
+        for _ in range(n_lines):
+            words = [rng.choice(det), rng.choice(adj), rng.choice(noun), rng.choice(verb), rng.choice(det), rng.choice(noun)]
+            if rng.random() < 0.5:
+                words += [rng.choice(prep), rng.choice(det), rng.choice(noun)]
+            f.write(" ".join(words) + " .\n")
+    return path
+
+
+def write_config(directory: Path, corpus: Path, extra: str = "") -> Path:
+    path = directory / "tiny.cfg"
+    path.write_text(f'[paths]\ntrain = "{corpus}"\n' + TINY_CONFIG + extra, encoding="utf-8")
+    return path
+
+
+def train(config_path: Path, output: Path, resume: bool = False, **overrides) -> Path:
+    config = load_config(config_path, {k.replace("__", "."): v for k, v in overrides.items()})
+    return pretrain(config, output, resume=resume, progress=False)
+
+
+def train_losses(output: Path) -> list[float]:
+    return [e["loss"] for e in read_events(output / "metrics.jsonl") if e["event"] == "train"]
