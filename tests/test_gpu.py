@@ -13,10 +13,8 @@ from __future__ import annotations
 import json
 import math
 import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import h5py
@@ -24,7 +22,6 @@ import numpy as np
 import pytest
 import spacy
 import torch
-import torch.multiprocessing as mp
 from spacy.training import Example
 from typer.testing import CliRunner
 
@@ -35,7 +32,9 @@ from spacy_elmo.pretrain import PretrainSettings, load_config
 from spacy_elmo.pretrain.checkpoint import load_checkpoint
 from spacy_elmo.pretrain.distributed import init_distributed, shutdown
 from spacy_elmo.pretrain.train import Trainer
-from tiny_pretrain import grammar_corpus, train, train_losses, write_config
+from tiny_pretrain import (  # noqa: F401 (corpus, dev_corpus, restore_torch_globals: fixtures)
+    corpus, dev_corpus, free_port, run_processes, restore_torch_globals, train, train_losses, write_config,
+)
 
 DEVICE = os.environ.get("SPACY_ELMO_TEST_DEVICE", "cuda")
 ON_GPU = torch.device(DEVICE).type == "cuda"
@@ -197,16 +196,6 @@ def test_embed_on_the_device_writes_what_the_cpu_writes(model_dir, tmp_path):
 # ---- pretraining --------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
-    return grammar_corpus(tmp_path_factory.mktemp("corpus") / "train.txt")
-
-
-@pytest.fixture(scope="module")
-def dev_corpus(tmp_path_factory) -> Path:
-    return grammar_corpus(tmp_path_factory.mktemp("dev") / "dev.txt", n_lines=40, seed=1)
-
-
 @pytest.mark.parametrize("precision", ["no", "bf16", "fp16"])
 def test_pretraining_on_the_device_learns(tmp_path, corpus, dev_corpus, precision):
     model_dir = train(write_config(tmp_path, corpus), tmp_path / "out", system__device=DEVICE,
@@ -249,12 +238,6 @@ def test_resuming_on_the_device_is_exact(tmp_path, corpus, precision):
     assert train_losses(tmp_path / "resumed") == train_losses(tmp_path / "reference")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _nccl_worker(rank: int, world_size: int, port: int, config_path: str, output: str) -> None:
     """One process of a torchrun-style launch on GPU `rank`: the environment torchrun sets."""
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
@@ -275,13 +258,7 @@ def _nccl_worker(rank: int, world_size: int, port: int, config_path: str, output
 def test_two_gpus_over_nccl_end_with_identical_weights(tmp_path, corpus):
     config = write_config(tmp_path, corpus)
     output = tmp_path / "ddp"
-    context = mp.spawn(_nccl_worker, args=(2, _free_port(), str(config), str(output)), nprocs=2, join=False)
-    deadline = time.time() + 300
-    while not context.join(timeout=5):
-        if time.time() > deadline:
-            for p in context.processes:
-                p.kill()
-            pytest.fail("distributed training did not finish in 300 s")
+    run_processes(_nccl_worker, 2, str(config), str(output), timeout=300)
     ranks = [torch.load(output / f"rank{r}.pt", weights_only=True) for r in range(2)]
     for name, value in ranks[0].items():
         assert torch.equal(value, ranks[1][name]), name

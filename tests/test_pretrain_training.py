@@ -14,7 +14,6 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,7 +22,6 @@ from pathlib import Path
 import h5py
 import pytest
 import torch
-import torch.multiprocessing as mp
 from typer.testing import CliRunner
 
 from spacy_elmo.bilm import BiLM, ElmoOptions, batch_to_ids, load_bilm
@@ -39,28 +37,11 @@ from spacy_elmo.pretrain.metrics import read_events
 from spacy_elmo.pretrain.softmax import FullSoftmax
 from spacy_elmo.pretrain.train import Trainer
 from cli_output import printed
-from tiny_pretrain import grammar_corpus, train, train_losses, write_config
+from tiny_pretrain import (  # noqa: F401 (corpus, dev_corpus, restore_torch_globals: fixtures)
+    corpus, dev_corpus, free_port, run_processes, grammar_corpus, restore_torch_globals, train, train_losses, write_config,
+)
 
 runner = CliRunner()
-
-
-@pytest.fixture(autouse=True)
-def _restore_torch_globals():
-    """Training sets threads and deterministic mode process-wide: put them back for other tests."""
-    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
-    yield
-    torch.set_num_threads(threads)
-    torch.use_deterministic_algorithms(deterministic)
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
-    return grammar_corpus(tmp_path_factory.mktemp("corpus") / "train.txt")
-
-
-@pytest.fixture(scope="module")
-def dev_corpus(tmp_path_factory) -> Path:
-    return grammar_corpus(tmp_path_factory.mktemp("dev") / "dev.txt", n_lines=40, seed=1)
 
 
 # ---- learning ----------------------------------------------------------------------------------
@@ -266,12 +247,6 @@ def test_resume_refuses_what_would_not_be_the_same_run(tmp_path, corpus):
 # ---- distributed -------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _ddp_worker(rank: int, world_size: int, port: int, config_path: str, output: str) -> None:
     """One process of a torchrun-style launch: the same environment variables torchrun sets."""
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
@@ -294,13 +269,7 @@ def _ddp_worker(rank: int, world_size: int, port: int, config_path: str, output:
 def test_two_gloo_processes_end_with_identical_weights(tmp_path, corpus):
     config = write_config(tmp_path, corpus)
     output = tmp_path / "ddp"
-    context = mp.spawn(_ddp_worker, args=(2, _free_port(), str(config), str(output)), nprocs=2, join=False)
-    deadline = time.time() + 150
-    while not context.join(timeout=5):
-        if time.time() > deadline:
-            for p in context.processes:
-                p.kill()
-            pytest.fail("distributed training did not finish in 150 s")
+    run_processes(_ddp_worker, 2, str(config), str(output), timeout=150)
     ranks = [torch.load(output / f"rank{r}.pt", weights_only=True) for r in range(2)]
     for name, value in ranks[0]["params"].items():
         assert torch.equal(value, ranks[1]["params"][name]), name

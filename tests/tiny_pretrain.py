@@ -1,5 +1,6 @@
 """A tiny pretraining setup for the tests: a config small enough to train in seconds, a corpus of
-a small grammar that such a model learns quickly, and helpers that run `pretrain()` on them.
+a small grammar that such a model learns quickly, helpers that run `pretrain()` on them, and the
+fixtures the pretraining test modules share (import them into the module to use them).
 
 Imported by the test modules (pytest puts tests/ on sys.path); no tests here.
 """
@@ -7,7 +8,14 @@ Imported by the test modules (pytest puts tests/ on sys.path); no tests here.
 from __future__ import annotations
 
 import random
+import socket
+import time
+from collections.abc import Callable
 from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
 
 from spacy_elmo.pretrain import load_config, pretrain
 from spacy_elmo.pretrain.metrics import read_events
@@ -89,3 +97,41 @@ def train(config_path: Path, output: Path, resume: bool = False, **overrides) ->
 
 def train_losses(output: Path) -> list[float]:
     return [e["loss"] for e in read_events(output / "metrics.jsonl") if e["event"] == "train"]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    return grammar_corpus(tmp_path_factory.mktemp("corpus") / "train.txt")
+
+
+@pytest.fixture(scope="module")
+def dev_corpus(tmp_path_factory) -> Path:
+    return grammar_corpus(tmp_path_factory.mktemp("dev") / "dev.txt", n_lines=40, seed=1)
+
+
+@pytest.fixture(autouse=True)
+def restore_torch_globals():
+    """Training sets threads and deterministic mode process-wide: put them back for other tests."""
+    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    yield
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(deterministic)
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on, for a process group's MASTER_PORT."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_processes(worker: Callable, world_size: int, *args, timeout: float) -> None:
+    """Run worker(rank, world_size, port, *args) in world_size processes, as torchrun would; fail
+    the test (killing them) if they have not all finished after `timeout` seconds."""
+    context = mp.spawn(worker, args=(world_size, free_port(), *args), nprocs=world_size, join=False)
+    deadline = time.time() + timeout
+    while not context.join(timeout=5):
+        if time.time() > deadline:
+            for process in context.processes:
+                process.kill()
+            pytest.fail(f"distributed training did not finish in {timeout:g} s")
