@@ -28,7 +28,7 @@ from spacy_elmo.bilm import BiLM, ElmoOptions, batch_to_ids, load_bilm
 from spacy_elmo.bilm.model import add_sentence_boundaries
 from spacy_elmo.cli import app
 from spacy_elmo.pretrain import (
-    CheckpointError, CorpusError, PretrainSettings, Vocab, evaluate_perplexity, load_config,
+    CheckpointError, ConfigError, CorpusError, PretrainSettings, Vocab, evaluate_perplexity, load_config,
 )
 from spacy_elmo.pretrain.checkpoint import load_checkpoint, save_checkpoint
 from spacy_elmo.pretrain.distributed import init_distributed, shutdown
@@ -242,6 +242,28 @@ def test_resume_refuses_what_would_not_be_the_same_run(tmp_path, corpus):
         train(config, tmp_path / "out", resume=True, training__max_steps=4, training__batch_size=4)
     train(config, tmp_path / "out", resume=True, training__max_steps=4)  # a longer run is fine
     assert load_checkpoint(tmp_path / "out" / "checkpoints" / "last.pt")["step"] == 4
+
+
+def test_max_minutes_ends_the_run_where_it_logs_and_a_resume_goes_on(tmp_path, corpus):
+    config = write_config(tmp_path, corpus)
+    out = tmp_path / "out"
+    # 1e-5 minutes (0.6 ms) has passed by the first log point, step 3.
+    model_dir = train(config, out, training__max_steps=40, training__max_minutes=1e-5, training__log_every=3)
+    meta = json.loads((model_dir / "meta.json").read_text())
+    assert (meta["steps"], meta["time_limit_reached"]) == (3, True)
+    assert load_checkpoint(out / "checkpoints" / "last.pt")["step"] == 3
+    assert [e["step"] for e in read_events(out / "metrics.jsonl") if e["event"] == "train"] == [3]
+    model_dir = train(config, out, resume=True, training__max_steps=7, training__max_minutes=0, training__log_every=3)
+    meta = json.loads((model_dir / "meta.json").read_text())
+    assert (meta["steps"], meta["time_limit_reached"]) == (7, False)
+    assert [e["step"] for e in read_events(out / "metrics.jsonl") if e["event"] == "train"] == [3, 6, 7]
+    # The time limit alone ends a run too.
+    unlimited = train(config, tmp_path / "c", training__max_steps=0, training__max_minutes=1e-5, training__log_every=2)
+    assert json.loads((unlimited / "meta.json").read_text())["steps"] == 2
+    with pytest.raises(ConfigError, match="max_minutes must not be negative"):
+        train(config, tmp_path / "a", training__max_minutes=-1)
+    with pytest.raises(ConfigError, match="never end"):
+        train(config, tmp_path / "b", training__max_steps=0, training__max_epochs=0)
 
 
 # ---- distributed -------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ CONFIG_PATH is a training config in spaCy's config format (configs/pretrain_demo
   --softmax.type T            full | sampled (bilm-tf) | adaptive
   --training.max_steps N      stop after N steps (0: no step limit)
   --training.max_epochs E     stop after E passes over the corpus (0: none)
+  --training.max_minutes M    stop after M minutes of training time (0: none), checked every log_every steps
   --training.batch_size B     rows per process; tokens/step = B x unroll_steps
   --training.optimizer O      adagrad (bilm-tf, lr 0.2) | adam
   --training.checkpoint_every N   checkpoint every N steps
@@ -46,7 +47,7 @@ def pretrain_cli(
     resume: bool = typer.Option(
         False, "--resume",
         help="Continue from OUTPUT/checkpoints/last.pt: same data order, optimizer state, step count and RNG "
-             "states. Only max_steps/max_epochs, logging, evaluation and device settings may change.",
+             "states. Only max_steps/max_epochs/max_minutes, logging, evaluation and device settings may change.",
     ),
     init_from: Optional[Path] = typer.Option(
         None, "--init-from",

@@ -86,9 +86,13 @@ batch_size = 128
 unroll_steps = 20
 # Windows per chunk: the backward LM restarts its state every chunk_windows * unroll_steps tokens.
 chunk_windows = 10
-# Stop after max_steps steps or max_epochs passes over the corpus, whichever comes first (0 = no limit).
+# Stop after max_steps steps, max_epochs passes over the corpus or max_minutes of training time,
+# whichever comes first (0 = no limit). The time limit is checked where the run logs (every
+# log_every steps), and the run ends there as if that were its last step: for a fixed budget, say
+# a GPU lent for an hour. It makes where a run stops depend on the machine's speed.
 max_steps = 0
 max_epochs = 10
+max_minutes = 0
 # "adagrad" (bilm-tf) or "adam"
 optimizer = "adagrad"
 learning_rate = 0.2
@@ -110,7 +114,7 @@ eval_batch_tokens = 4096
 
 # Keys that may change when resuming: they do not change what the run computes up to here.
 RESUMABLE_CHANGES = {
-    "training.max_steps", "training.max_epochs", "training.checkpoint_every", "training.log_every",
+    "training.max_steps", "training.max_epochs", "training.max_minutes", "training.checkpoint_every", "training.log_every",
     "training.eval_every", "training.eval_max_sentences", "training.eval_batch_tokens",
     "paths.dev", "paths.init_from", "paths.vocab", "system.device", "system.threads",
 }
@@ -143,6 +147,7 @@ class TrainingSettings:
     chunk_windows: int = 10
     max_steps: int = 0
     max_epochs: float = 10
+    max_minutes: float = 0
     optimizer: str = "adagrad"
     learning_rate: float = 0.2
     adagrad_initial_accumulator: float = 1.0
@@ -161,12 +166,14 @@ class TrainingSettings:
         for name in ("batch_size", "unroll_steps", "chunk_windows", "log_every", "eval_batch_tokens"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"training.{name} must be at least 1")
-        for name in ("max_steps", "max_epochs", "checkpoint_every", "eval_every", "eval_max_sentences",
+        for name in ("max_steps", "max_epochs", "max_minutes", "checkpoint_every", "eval_every", "eval_max_sentences",
                      "grad_clip", "adagrad_initial_accumulator"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"training.{name} must not be negative")
-        if self.max_steps == 0 and self.max_epochs == 0:
-            raise ConfigError("set training.max_steps or training.max_epochs (both are 0: training would never end)")
+        if self.max_steps == 0 and self.max_epochs == 0 and self.max_minutes == 0:
+            raise ConfigError(
+                "set training.max_steps, training.max_epochs or training.max_minutes (all are 0: training would never end)"
+            )
         if self.optimizer not in ("adagrad", "adam"):
             raise ConfigError(f"training.optimizer must be 'adagrad' or 'adam', got {self.optimizer!r}")
         if self.mixed_precision not in ("no", "bf16", "fp16"):

@@ -66,6 +66,10 @@ def _same_shapes(a: torch.nn.Module, b: torch.nn.Module) -> bool:
     return sa.keys() == sb.keys() and all(sa[k].shape == sb[k].shape for k in sa)
 
 
+# The step limit of a run that only max_minutes ends (a number, so that comparisons stay simple).
+UNLIMITED_STEPS = 2**62
+
+
 class Trainer:
     def __init__(self, settings: PretrainSettings, config: Config, output: Path, info: DistInfo, resume: bool, progress: bool):
         self.settings, self.config, self.output, self.info = settings, config, output, info
@@ -135,6 +139,7 @@ class Trainer:
         stream = TextStream(self.files, self.tokenizer, s.corpus, rank=info.rank, world_size=info.world_size)
         self.batcher = WindowBatcher(stream, self.vocab, t.batch_size, t.unroll_steps, t.chunk_windows)
         self.max_steps = self._max_steps()
+        self.time_limit_reached = False
 
         # ---- state: fresh, or exactly where the checkpoint left off -------------------------------
         self.step, self.words, self.elapsed = 0, 0, 0.0
@@ -208,6 +213,7 @@ class Trainer:
         return torch.optim.Adam(params, lr=t.learning_rate, betas=t.adam_betas, eps=t.adam_eps)
 
     def _max_steps(self) -> int:
+        """The step limit; UNLIMITED_STEPS when only max_minutes ends the run."""
         t = self.settings.training
         steps = t.max_steps if t.max_steps > 0 else math.inf
         if t.max_epochs > 0:
@@ -216,7 +222,7 @@ class Trainer:
             stream_tokens = self.corpus_stats.tokens + 2 * self.corpus_stats.pieces  # with <S> and </S>
             per_step = t.batch_size * t.unroll_steps * self.info.world_size
             steps = min(steps, math.ceil(t.max_epochs * stream_tokens / per_step))
-        return int(steps)
+        return UNLIMITED_STEPS if steps == math.inf else int(steps)
 
     def _restore(self, ckpt: dict) -> None:
         self.lm.bilm.load_state_dict(ckpt["model"])
@@ -313,8 +319,11 @@ class Trainer:
         s, t, info = self.settings, self.settings.training, self.info
         params = [p for p in self.lm.parameters() if p.requires_grad]
         n_params = sum(p.numel() for p in self.lm.bilm.parameters())
+        limit = f"{self.max_steps:,} steps" if self.max_steps != UNLIMITED_STEPS else "steps"
+        if t.max_minutes:
+            limit += f" (at most {t.max_minutes:g} minutes of training)"
         log(info, f"biLM {n_params / 1e6:.2f}M parameters, softmax {len(self.vocab):,} x {self.options.lstm.projection_dim} "
-                  f"({s.softmax.type}); {info.world_size} process(es) on {self.device}; {self.max_steps:,} steps of "
+                  f"({s.softmax.type}); {info.world_size} process(es) on {self.device}; {limit} of "
                   f"{t.batch_size} x {t.unroll_steps} tokens per process")
         self.lm.train()
         window_nll = torch.zeros(2, dtype=torch.float64)
@@ -322,7 +331,7 @@ class Trainer:
         window_loss, window_steps, window_words = 0.0, 0, 0
         window_start = time.perf_counter()
         last_train: dict[str, Any] = {}
-        bar = tqdm(total=self.max_steps, initial=self.step, unit="step", disable=not self.progress, dynamic_ncols=True)
+        bar = tqdm(total=None if self.max_steps == UNLIMITED_STEPS else self.max_steps, initial=self.step, unit="step", disable=not self.progress, dynamic_ncols=True)
         while self.step < self.max_steps:
             batch = self.batcher.next_batch()
             if batch.new_chunk and self.states is not None:
@@ -351,8 +360,9 @@ class Trainer:
             if self.step % t.log_every == 0 or self.step == self.max_steps:
                 now = time.perf_counter()
                 self.elapsed += now - window_start
-                loss_sum = torch.tensor([window_loss], dtype=torch.float64)
-                totals = all_reduce_sum(info, torch.cat([window_nll, window_n, loss_sum]))
+                loss_and_time = torch.tensor([window_loss, self.elapsed], dtype=torch.float64)
+                totals = all_reduce_sum(info, torch.cat([window_nll, window_n, loss_and_time]))
+                elapsed = float(totals[5]) / info.world_size  # the same on every process: they stop together
                 nll = (totals[:2] / totals[2:4].clamp(min=1)).tolist()
                 mean_loss = float(totals[4]) / (window_steps * info.world_size)
                 fwd_ppl, bwd_ppl = perplexity(nll[0]), perplexity(nll[1])
@@ -375,6 +385,10 @@ class Trainer:
                 window_n.zero_()
                 window_loss, window_steps, window_words = 0.0, 0, 0
                 window_start = time.perf_counter()
+                if t.max_minutes and elapsed >= 60 * t.max_minutes and self.step < self.max_steps:
+                    log(info, f"Stopping at step {self.step:,}: training.max_minutes = {t.max_minutes:g} reached")
+                    self.max_steps = self.step  # this step is the last: checkpoint, evaluation and export follow
+                    self.time_limit_reached = True
             bar.update(1)
             if t.checkpoint_every and self.step % t.checkpoint_every == 0 and self.step < self.max_steps:
                 self.save()
@@ -437,4 +451,5 @@ class Trainer:
             "init_from": s.paths.init_from,
             "world_size": self.info.world_size,
             "training_seconds": round(self.elapsed, 1),
+            "time_limit_reached": self.time_limit_reached,  # training.max_minutes ended the run
         }
