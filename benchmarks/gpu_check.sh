@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
-# Every GPU check in one run (~5 minutes on one H100), for a machine with a CUDA GPU, Python 3.12
-# and PyTorch: installs the spaCy stack from .gpu_bundle/ (benchmarks/make_gpu_bundle.sh) when
-# spaCy is missing, then
+# Every GPU check in one run (~5 minutes on one H100, by estimate), for a machine with a CUDA GPU,
+# Python 3.12 and PyTorch: sets up spaCy and this package (benchmarks/gpu_env.sh), then
 #   1. tests/test_gpu.py: the component, listeners and `spacy train --gpu-id 0` on the GPU,
 #      embed/evaluate --device cuda, pretraining in float32/bf16/fp16, exact resume, NCCL (2 GPUs);
 #   2. the inference benchmark on the GPU (ours vs the per-time-step baseline, outputs compared);
@@ -27,16 +26,7 @@ step() {  # step NAME COMMAND...: run, log, remember a failure, go on
 : > "$LOG"
 DEVICE=${GPU_CHECK_DEVICE:-cuda}
 read -r -a SIZES <<< "${GPU_CHECK_PRETRAIN_SIZES:-small original}"
-SITE=/tmp/spacy_elmo_gpu_site
-mkdir -p "$SITE"
-if ! python3 -c "import spacy" 2>/dev/null; then
-    [ -f .gpu_bundle/site.tar.xz ] || { echo "spaCy is missing and .gpu_bundle/site.tar.xz is absent" | tee -a "$LOG"; exit 2; }
-    python3 -c "import tarfile; tarfile.open('.gpu_bundle/site.tar.xz').extractall('$SITE', filter='data')"
-    export PYTHONPATH="$SITE/site${PYTHONPATH:+:$PYTHONPATH}"
-fi
-# Installed (not only importable) so that spaCy finds the `elmo` factory through its entry point.
-python3 -m pip install --quiet --upgrade --no-deps --no-index --no-build-isolation --target "$SITE/pkg" . 2>&1 | tail -3
-export PYTHONPATH="$SITE/pkg${PYTHONPATH:+:$PYTHONPATH}"
+source benchmarks/gpu_env.sh || exit 2
 step "machine" bash -c "nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || true; python3 -c \
 'import sys, torch, numpy, spacy, thinc, spacy_elmo; print(sys.version.split()[0], \"torch\", torch.__version__, \
 \"cuda\", torch.version.cuda, \"numpy\", numpy.__version__, \"spacy\", spacy.__version__, \"thinc\", thinc.__version__, \
@@ -44,11 +34,8 @@ step "machine" bash -c "nvidia-smi --query-gpu=name,memory.total,driver_version 
 step "tests/test_gpu.py" env SPACY_ELMO_TEST_DEVICE="$DEVICE" timeout 600 python3 -m pytest -q -p no:cacheprovider -rs tests/test_gpu.py
 step "inference benchmark" timeout 300 python3 benchmarks/bench_inference.py --device "$DEVICE" --sizes original fixture \
     --sentences 1024 --batch-size 128 --tolerance 1e-4
-CORPUS=()  # the timings of the README's CPU figures used the same 20,000 lines
-if [ -f .gpu_bundle/reuters_20k.txt.xz ]; then
-    python3 -c "import lzma, shutil; shutil.copyfileobj(lzma.open('.gpu_bundle/reuters_20k.txt.xz'), open('$SITE/reuters_20k.txt', 'wb'))"
-    CORPUS=(--corpus "$SITE/reuters_20k.txt")
-fi
+CORPUS=()  # the pretraining text, when .gpu_bundle/data.tar.xz brought it
+[ -f corpus/pretrain_train.txt ] && CORPUS=(--corpus corpus/pretrain_train.txt)
 step "pretraining benchmark, bf16" timeout 400 python3 benchmarks/bench_pretrain.py --device "$DEVICE" --precision bf16 \
     --sizes "${SIZES[@]}" --steps 40 "${CORPUS[@]}"
 step "pretraining benchmark, float32" timeout 300 python3 benchmarks/bench_pretrain.py --device "$DEVICE" --precision no \

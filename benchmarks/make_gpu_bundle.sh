@@ -2,9 +2,8 @@
 # Packs what benchmarks/gpu_check.sh needs on a GPU machine that has Python 3.12 and PyTorch but
 # neither spaCy nor a network: the spaCy stack as Linux x86-64 / CPython 3.12 wheels, unpacked and
 # xz-compressed (~33 MB: the zipped wheels are ~58 MB, too much to travel beside the repository's
-# 22 MB), plus the first 20,000 lines of Reuters-21578 (xz, ~4 MB) for the pretraining timings when
-# ../shared/data has it. Runs here, with the project's virtualenv active (its versions are the
-# ones packed); writes .gpu_bundle/ (git-ignored).
+# 22 MB), plus the prepared corpora (xz, below). Runs here, with the project's virtualenv active
+# (its versions are the ones packed); writes .gpu_bundle/ (git-ignored).
 #   bash benchmarks/make_gpu_bundle.sh && bash benchmarks/gpu_check.sh   # the second on the GPU machine
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,7 +31,19 @@ rm -rf "$BUNDLE"/site/spacy/tests "$BUNDLE"/site/thinc/tests
 find "$BUNDLE/site" \( -name "*.pyx" -o -name "*.pxd" -o -name "*.cpp" -o -name "*.c" -o -name "*.h" \) -delete
 tar -cf - -C "$BUNDLE" site | xz -9 -T0 > "$BUNDLE/site.tar.xz"
 rm -rf "$BUNDLE/wheels" "$BUNDLE/site"
-if [ -f ../shared/data/reuters21578/reuters21578.en.txt ]; then
-    head -n 20000 ../shared/data/reuters21578/reuters21578.en.txt | xz -9 -T0 > "$BUNDLE/reuters_20k.txt.xz"
+# The prepared corpora of the workflow (corpus-pretrain and corpus-ner must have run here) and the
+# WikiText-103 held-out text, for scripts/gpu_pretrain.sh (and the pretraining timings); gpu_env.sh
+# unpacks them into corpus/ and gpu_data/ (both git-ignored).
+DATA_FILES=(corpus/pretrain_train.txt corpus/pretrain_train.txt.meta.json corpus/conll_train.txt corpus/conll_dev.txt)
+WIKITEXT=${DATA_DIR:-../shared/data}/wikitext103
+if [ -f "${DATA_FILES[0]}" ] && [ -f "$WIKITEXT/wiki.valid.tokens" ]; then
+    mkdir -p "$BUNDLE/gpu_data/wikitext103"
+    cp "$WIKITEXT/wiki.valid.tokens" "$WIKITEXT/wiki.test.tokens" "$BUNDLE/gpu_data/wikitext103/"
+    present=()
+    for f in "${DATA_FILES[@]}"; do [ -f "$f" ] && present+=("$f"); done
+    tar -cf - "${present[@]}" -C "$BUNDLE" gpu_data | xz -9 -T0 > "$BUNDLE/data.tar.xz"
+    rm -rf "$BUNDLE/gpu_data"
+else
+    echo "no data.tar.xz: run the corpus-pretrain and corpus-ner steps first (and have ../shared/data)" >&2
 fi
 du -sh "$BUNDLE"/* "$BUNDLE"
