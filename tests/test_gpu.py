@@ -36,6 +36,9 @@ from tiny_pretrain import (  # noqa: F401 (corpus, dev_corpus, restore_torch_glo
     corpus, dev_corpus, free_port, run_processes, restore_torch_globals, train, train_losses, write_config,
 )
 
+# cuBLAS reads this when it starts, before the first test here runs on the GPU: the deterministic
+# resume test needs it (pretraining sets it too, but only once it starts, which can be too late).
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 DEVICE = os.environ.get("SPACY_ELMO_TEST_DEVICE", "cuda")
 ON_GPU = torch.device(DEVICE).type == "cuda"
 CONFIGS = Path(__file__).parents[1] / "configs"
