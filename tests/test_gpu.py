@@ -25,7 +25,7 @@ import torch
 from spacy.training import Example
 from typer.testing import CliRunner
 
-from elmo_pipelines import listener, ner_model
+from elmo_pipelines import elmo_nlp, listener, ner_model
 from spacy_elmo.bilm import load_bilm
 from spacy_elmo.cli import app
 from spacy_elmo.pretrain import PretrainSettings, load_config
@@ -77,8 +77,7 @@ def spacy_on_gpu():
 
 
 def ner_nlp(model_dir: str, grad_factor: float = 0.0, **elmo_settings) -> spacy.Language:
-    nlp = spacy.blank("en")
-    nlp.add_pipe("elmo", config={"model": model_dir, **elmo_settings})
+    nlp = elmo_nlp(model_dir, **elmo_settings)
     nlp.add_pipe("ner", config={"model": ner_model(listener(grad_factor))})
     return nlp
 

@@ -331,7 +331,8 @@ class Trainer:
         window_loss, window_steps, window_words = 0.0, 0, 0
         window_start = time.perf_counter()
         last_train: dict[str, Any] = {}
-        bar = tqdm(total=None if self.max_steps == UNLIMITED_STEPS else self.max_steps, initial=self.step, unit="step", disable=not self.progress, dynamic_ncols=True)
+        total = None if self.max_steps == UNLIMITED_STEPS else self.max_steps
+        bar = tqdm(total=total, initial=self.step, unit="step", disable=not self.progress, dynamic_ncols=True)
         while self.step < self.max_steps:
             batch = self.batcher.next_batch()
             if batch.new_chunk and self.states is not None:
