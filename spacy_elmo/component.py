@@ -99,6 +99,7 @@ def _restoring(nlp: Language, name: str) -> bool:
         "similarity_hooks": True,
         "words_per_batch": 2000,
         "window_size": 256,
+        "context": "auto",
         "device": "auto",
         "cache_mb": 0,
     },
@@ -119,6 +120,7 @@ def make_elmo(
     similarity_hooks: bool,
     words_per_batch: int,
     window_size: int,
+    context: str,
     device: str,
     cache_mb: float,
 ) -> Elmo:
@@ -141,6 +143,10 @@ def make_elmo(
     words_per_batch (int): largest padded batch of tokens the biLM runs at once (memory vs speed).
     window_size (int): most tokens the biLM reads at once; longer sentences and docs are split
         into windows (of whole sentences where possible). Nothing is ever truncated.
+    context (str): what the biLM reads at once. "sentence": each sentence alone. "doc": the whole
+        doc, or windows of whole consecutive sentences up to window_size tokens, so a word's vector
+        also depends on the sentences around it. "auto": "sentence" when the doc has sentence
+        boundaries, else "doc". Boundaries a doc lacks are guessed without annotating it.
     device (str): "auto" (follow spaCy: GPU after spacy.require_gpu()), "cpu", "cuda" or "cuda:N".
     cache_mb (float): keep up to this many MB of layers of docs already read and reuse them when
         the same tokens come again: training epochs and dev evaluations then run the biLM once per
@@ -154,7 +160,7 @@ def make_elmo(
             raise
     return Elmo(
         nlp.vocab,
-        ElmoBiLM(words_per_batch=words_per_batch, window_size=window_size),
+        ElmoBiLM(words_per_batch=words_per_batch, window_size=window_size, context=context),
         name,
         files=files,
         options=options,

@@ -111,6 +111,7 @@ def test_options_file_and_weight_file_pair(model_dir):
         ({"device": "tpu"}, "unknown device"),
         ({"words_per_batch": 0}, "must be positive"),
         ({"window_size": -1}, "must be positive"),
+        ({"context": "paragraph"}, "context must be one of auto, sentence, doc"),
     ],
 )
 def test_bad_settings_give_clear_errors(model_dir, config, message):
@@ -164,6 +165,29 @@ def test_every_layer_equals_the_bilm_core_per_sentence(model_dir):
     np.testing.assert_allclose(whole, core_layers(model_dir, words), atol=1e-6)
     assert not np.allclose(whole[1:, 4:], layers[1:, 4:], atol=1e-4)  # context differs
     np.testing.assert_allclose(whole[0], layers[0], atol=1e-6)  # layer 0 is context-free
+
+
+def test_context_doc_reads_across_sentence_boundaries_and_sentence_within_them(model_dir):
+    """context="doc" runs the biLM over the doc's sentences together (up to window_size tokens,
+    cut between sentences); context="sentence" over each sentence alone, boundaries guessed when
+    the doc has none. Neither touches the doc's own sentence annotation."""
+    words = ["The", "bank", "closed", ".", "Rivers", "flood", "their", "banks", "."]
+    starts = [True] + [False] * 3 + [True] + [False] * 4
+    doc_nlp = make_nlp(model_dir, all_layers=True, context="doc")
+    np.testing.assert_allclose(
+        doc_nlp(Doc(doc_nlp.vocab, words=words, sent_starts=starts))._.elmo_layers, core_layers(model_dir, words), atol=1e-6
+    )
+    # A window of 6 holds one 4- or 5-token sentence at a time, never a part of one.
+    small = make_nlp(model_dir, all_layers=True, context="doc", window_size=6)
+    layers = small(Doc(small.vocab, words=words, sent_starts=starts))._.elmo_layers
+    np.testing.assert_allclose(layers[:, :4], core_layers(model_dir, words[:4]), atol=1e-6)
+    np.testing.assert_allclose(layers[:, 4:], core_layers(model_dir, words[4:]), atol=1e-6)
+    sent_nlp = make_nlp(model_dir, all_layers=True, context="sentence")
+    doc = sent_nlp(Doc(sent_nlp.vocab, words=words))  # no boundaries: the sentencizer's guess
+    np.testing.assert_allclose(doc._.elmo_layers[:, 4:], core_layers(model_dir, words[4:]), atol=1e-6)
+    assert not doc.has_annotation("SENT_START")
+    assert doc_nlp.get_pipe("elmo").model.attrs["context"] == "doc"
+    assert spacy.blank("en").from_config(doc_nlp.config).get_pipe("elmo").model.attrs["context"] == "doc"
 
 
 MIX_WEIGHTS, MIX_GAMMA = [0.5, -1.0, 2.0], 0.7

@@ -66,7 +66,7 @@ def test_read_conll_rejects_non_iob_tags(tmp_path):
         read_conll(path)
 
 
-@pytest.mark.parametrize("n_sents", [1, 2])
+@pytest.mark.parametrize("n_sents", [1, 2, 0])
 def test_conll_to_docbin_round_trip(tmp_path, n_sents):
     from spacy.tokens import DocBin
     from spacy.vocab import Vocab
@@ -77,7 +77,8 @@ def test_conll_to_docbin_round_trip(tmp_path, n_sents):
     sentences = [s for d in CONLL_DOCS for s in d]
     assert counts["sentences"] == len(sentences) and counts["tokens"] == sum(map(len, sentences))
     # Sentences never cross a -DOCSTART- boundary: doc 1 has 2 sentences, doc 2 has 3.
-    assert len(docs) == counts["docs"] == {1: 5, 2: 1 + 2}[n_sents]
+    # n_sents 0 = one Doc per document.
+    assert len(docs) == counts["docs"] == {1: 5, 2: 1 + 2, 0: 2}[n_sents]
     words = [t.text for d in docs for t in d]
     assert words == [w for s in sentences for w, _ in s]
     ents = [(e.text, e.label_) for d in docs for e in d.ents]
@@ -104,10 +105,26 @@ def test_conll_to_text_writes_the_docbin_words(tmp_path):
     lines = (tmp_path / "out" / "train.txt").read_text(encoding="utf-8").splitlines()
     sentences = [s for d in CONLL_DOCS for s in d]
     assert lines == [" ".join(w for w, _ in s) for s in sentences]
-    assert counts == {"sentences": len(sentences), "tokens": sum(map(len, sentences))}
+    assert counts == {"lines": len(sentences), "sentences": len(sentences), "tokens": sum(map(len, sentences))}
     assert not any("DOCSTART" in line or "B-" in line for line in lines)
     assert conll_to_text(path, tmp_path / "two.txt", limit=2)["sentences"] == 2
     assert len((tmp_path / "two.txt").read_text(encoding="utf-8").splitlines()) == 2
+
+
+@pytest.mark.parametrize("n_sents, expected", [(0, [[0, 1], [2, 3, 4]]), (2, [[0, 1], [2, 3], [4]])])
+def test_conll_to_text_groups_lines_as_the_docbin_groups_docs(tmp_path, n_sents, expected):
+    """With --n-sents the biLM is fine-tuned on the same multi-sentence rows that the elmo
+    component's context="doc" feeds it: one line per Doc, never across a -DOCSTART-."""
+    path = write_conll(tmp_path / "train.txt")
+    counts = conll_to_text(path, tmp_path / "train.txt.out", n_sents=n_sents)
+    lines = (tmp_path / "train.txt.out").read_text(encoding="utf-8").splitlines()
+    sentences = [s for d in CONLL_DOCS for s in d]
+    assert lines == [" ".join(w for k in group for w, _ in sentences[k]) for group in expected]
+    assert counts["lines"] == len(expected) and counts["sentences"] == len(sentences)
+    docs_counts = conll_to_docbin(path, tmp_path / "train.spacy", n_sents=n_sents)
+    assert docs_counts["docs"] == counts["lines"]
+    with pytest.raises(ValueError, match="n_sents"):
+        conll_to_text(path, tmp_path / "bad.txt", n_sents=-1)
 
 
 def test_span_prf_agrees_with_spacy_scorer():

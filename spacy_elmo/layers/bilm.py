@@ -1,9 +1,10 @@
 """The biLM as a Thinc layer: Docs in, every layer for every token out.
 
     docs
-      -> rows of token indices: the doc's sentences when it has sentence boundaries, else the whole
-         doc, or, past `window_size` tokens, windows of whole sentences (boundaries guessed by
-         spaCy's rule-based sentencizer); whitespace tokens are left out
+      -> rows of token indices, by `context`: "sentence" = one row per sentence; "doc" = the whole
+         doc, or, past `window_size` tokens, windows of whole consecutive sentences; "auto" =
+         "sentence" when the doc has sentence boundaries, else "doc". Boundaries the doc lacks are
+         guessed by spaCy's rule-based sentencizer; whitespace tokens are left out
       -> rows sorted by length, packed into batches of at most `words_per_batch` padded tokens
       -> BiLM (PyTorch, through a PyTorchShim)        (batch, n_layers + 1, tokens, dim)
       -> one array per doc                            (n_layers + 1, len(doc), dim)
@@ -47,19 +48,26 @@ def _after_fork_in_child() -> None:
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def ElmoBiLM(words_per_batch: int = 2000, window_size: int = 256) -> Model[list[Doc], ElmoLayers]:
+CONTEXTS = ("auto", "sentence", "doc")
+
+
+def ElmoBiLM(words_per_batch: int = 2000, window_size: int = 256, context: str = "auto") -> Model[list[Doc], ElmoLayers]:
     """A Thinc model running an ELMo biLM over Docs; attach the torch module with `set_bilm`.
 
     words_per_batch: largest padded batch (rows x longest row) sent to the biLM at once.
     window_size: most tokens the biLM reads in one row; longer docs are split into windows.
+    context: what one biLM row holds: "sentence", "doc" (as much of the doc as window_size allows,
+        cut between sentences) or "auto" (sentences if the doc has boundaries, else "doc").
     """
     if words_per_batch < 1 or window_size < 1:
         raise ValueError("words_per_batch and window_size must be positive")
+    if context not in CONTEXTS:
+        raise ValueError(f"context must be one of {', '.join(CONTEXTS)}, got {context!r}")
     return Model(
         "elmo_bilm",
         _forward,
         dims={"nL": None, "nO": None},
-        attrs={"words_per_batch": int(words_per_batch), "window_size": int(window_size)},
+        attrs={"words_per_batch": int(words_per_batch), "window_size": int(window_size), "context": context},
     )
 
 
@@ -86,14 +94,15 @@ def _guess_sentence_starts(doc: Doc) -> list[int]:
     return [i for i, is_start in enumerate(guesses) if is_start] or [0]
 
 
-def doc_rows(doc: Doc, window_size: int) -> list[np.ndarray]:
+def doc_rows(doc: Doc, window_size: int, context: str = "auto") -> list[np.ndarray]:
     """The token indices of each biLM row of `doc`, in order, whitespace tokens left out."""
     n = len(doc)
     if n == 0:
         return []
     keep = doc.to_array("IS_SPACE") == 0  # (n,) bool
     has_sents = doc.has_annotation("SENT_START")
-    if not has_sents and int(keep.sum()) <= window_size:
+    whole_doc = context == "doc" or (context == "auto" and not has_sents)
+    if whole_doc and int(keep.sum()) <= window_size:
         units = [(0, n)]
     else:
         starts = [s.start for s in doc.sents] if has_sents else _guess_sentence_starts(doc)
@@ -101,7 +110,7 @@ def doc_rows(doc: Doc, window_size: int) -> list[np.ndarray]:
     indices = np.arange(n)
     rows = [indices[a:b][keep[a:b]] for a, b in units]
     rows = [r for r in rows if len(r)]
-    if not has_sents:
+    if whole_doc:
         rows = _pack(rows, window_size)
     out = []
     for row in rows:
@@ -149,8 +158,8 @@ def _forward(model: Model, docs: list[Doc], is_train: bool) -> tuple[ElmoLayers,
     shim = model.shims[0]
     ops = model.ops
     n_layers, width = model.get_dim("nL"), model.get_dim("nO")
-    window, per_batch = model.attrs["window_size"], model.attrs["words_per_batch"]
-    rows: list[Row] = [(d, idx) for d, doc in enumerate(docs) for idx in doc_rows(doc, window)]
+    window, per_batch, context = model.attrs["window_size"], model.attrs["words_per_batch"], model.attrs["context"]
+    rows: list[Row] = [(d, idx) for d, doc in enumerate(docs) for idx in doc_rows(doc, window, context)]
     outputs = [ops.alloc3f(n_layers, len(doc), width) for doc in docs]
     words = [[t.text for t in doc] for doc in docs]
     device = shim.device

@@ -87,8 +87,19 @@ def iob_to_spans(tags: Sequence[str]) -> list[Span]:
     return spans
 
 
+def _groups(documents: list[list[Sentence]], n_sents: int) -> Iterable[list[Sentence]]:
+    """Consecutive runs of `n_sents` sentences within each document; 0 = each whole document."""
+    if n_sents < 0:
+        raise ValueError(f"n_sents must be >= 0 (0 = whole documents), got {n_sents}")
+    for document in documents:
+        step = n_sents or len(document)
+        for first in range(0, len(document), step):
+            yield document[first : first + step]
+
+
 def conll_to_docbin(path: str | Path, output: str | Path, n_sents: int = 1, limit: int | None = None) -> dict:
-    """Write a DocBin with one Doc per `n_sents` consecutive sentences of a document.
+    """Write a DocBin with one Doc per `n_sents` consecutive sentences of a document (0: one Doc
+    per whole document, as between -DOCSTART- lines).
 
     Sentence starts are set, so a component that works per sentence sees the original sentences.
     limit: keep the first `limit` sentences (small demo corpora). Returns counts.
@@ -97,43 +108,44 @@ def conll_to_docbin(path: str | Path, output: str | Path, n_sents: int = 1, limi
     from spacy.tokens import Span as SpacySpan
     from spacy.vocab import Vocab
 
-    if n_sents < 1:
-        raise ValueError("n_sents must be >= 1")
     vocab = Vocab()  # strings only: the DocBin stores text, not lexeme attributes
     db = DocBin(store_user_data=False)
     n_sentences = n_tokens = n_docs = 0
     entities: Counter[str] = Counter()
-    for document in read_conll(path, limit):
-        for first in range(0, len(document), n_sents):
-            group = document[first : first + n_sents]
-            words = [w for s in group for w in s.words]
-            sent_starts = [k == 0 for s in group for k in range(len(s.words))]
-            doc = Doc(vocab, words=words, sent_starts=sent_starts)
-            offset, ents = 0, []
-            for sentence in group:
-                for start, end, label in iob_to_spans(sentence.tags):
-                    ents.append(SpacySpan(doc, offset + start, offset + end, label=label))
-                    entities[label] += 1
-                offset += len(sentence.words)
-            doc.ents = ents
-            db.add(doc)
-            n_docs += 1
-            n_sentences += len(group)
-            n_tokens += len(words)
+    for group in _groups(read_conll(path, limit), n_sents):
+        words = [w for s in group for w in s.words]
+        sent_starts = [k == 0 for s in group for k in range(len(s.words))]
+        doc = Doc(vocab, words=words, sent_starts=sent_starts)
+        offset, ents = 0, []
+        for sentence in group:
+            for start, end, label in iob_to_spans(sentence.tags):
+                ents.append(SpacySpan(doc, offset + start, offset + end, label=label))
+                entities[label] += 1
+            offset += len(sentence.words)
+        doc.ents = ents
+        db.add(doc)
+        n_docs += 1
+        n_sentences += len(group)
+        n_tokens += len(words)
     Path(output).parent.mkdir(parents=True, exist_ok=True)
     db.to_disk(output)
     return {"docs": n_docs, "sentences": n_sentences, "tokens": n_tokens, "entities": dict(sorted(entities.items()))}
 
 
-def conll_to_text(path: str | Path, output: str | Path, limit: int | None = None) -> dict:
-    """Write the words of a CoNLL file, one sentence per line, tokens joined by spaces: unlabelled
-    text to fine-tune the biLM on (`spacy-elmo pretrain --init-from ... --corpus.tokenizer
-    whitespace`), tokenized exactly as the NER Docs are. The write is atomic. Returns counts."""
-    sentences = [sentence.words for document in read_conll(path, limit) for sentence in document]
-    lines = [" ".join(words) for words in sentences]
+def conll_to_text(path: str | Path, output: str | Path, limit: int | None = None, n_sents: int = 1) -> dict:
+    """Write the words of a CoNLL file as unlabelled text to fine-tune the biLM on (`spacy-elmo
+    pretrain --init-from ... --corpus.tokenizer whitespace`), tokenized exactly as the NER Docs
+    are: one line per `n_sents` sentences of a document (0: per whole document), grouped as
+    conll_to_docbin groups its Docs, tokens joined by spaces. The write is atomic. Returns counts."""
+    groups = list(_groups(read_conll(path, limit), n_sents))
+    lines = [" ".join(w for sentence in group for w in sentence.words) for group in groups]
     with atomic_path(output) as tmp:
         tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-    return {"sentences": len(lines), "tokens": sum(map(len, sentences))}
+    return {
+        "lines": len(lines),
+        "sentences": sum(map(len, groups)),
+        "tokens": sum(len(sentence.words) for group in groups for sentence in group),
+    }
 
 
 def _prf(tp: int, fp: int, fn: int) -> dict:
