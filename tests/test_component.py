@@ -407,7 +407,7 @@ def test_a_20000_token_doc_is_read_in_windows_of_whole_sentences(model_dir):
 
 def test_an_over_long_sentence_is_split_with_a_warning(model_dir):
     nlp = make_nlp(model_dir, window_size=50)
-    with pytest.warns(UserWarning, match="longer than window_size=50.*guessed by spaCy's sentencizer"):
+    with pytest.warns(UserWarning, match="longer than window_size=50.*guessed by spaCy's sentencizer: set them on the doc"):
         doc = nlp("word " * 120)
     assert doc._.elmo.shape == (120, WIDTH) and doc._.elmo.any(axis=1).all()
     words = ["w"] * 60

@@ -116,11 +116,14 @@ def doc_rows(doc: Doc, window_size: int, context: str = "auto") -> list[np.ndarr
     for row in rows:
         if len(row) > window_size:
             # Guessed boundaries fail on text without sentence-final punctuation (tables, lists).
-            found = "" if has_sents else " (sentence ends guessed by spaCy's sentencizer: set them on the doc, e.g. with a parser or senter)"
+            hint = "" if has_sents else (
+                " The sentence ends were guessed by spaCy's sentencizer: set them on the doc (e.g. with a parser or senter)"
+                " to split it better."
+            )
             warnings.warn(
                 f"spacy-elmo: a sentence of {len(row)} tokens is longer than window_size={window_size}; "
                 f"it is read in consecutive windows of {window_size} tokens (no token is dropped, but "
-                f"the windows do not see each other). Raise window_size to keep it whole{found}.",
+                f"the windows do not see each other). Raise window_size to keep it whole.{hint}",
                 stacklevel=2,
             )
             out.extend(row[k : k + window_size] for k in range(0, len(row), window_size))

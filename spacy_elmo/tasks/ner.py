@@ -87,14 +87,16 @@ def iob_to_spans(tags: Sequence[str]) -> list[Span]:
     return spans
 
 
-def _groups(documents: list[list[Sentence]], n_sents: int) -> Iterable[list[Sentence]]:
-    """Consecutive runs of `n_sents` sentences within each document; 0 = each whole document."""
+def _read_groups(path: str | Path, n_sents: int, limit: int | None) -> list[list[Sentence]]:
+    """Consecutive runs of `n_sents` sentences within each document of a CoNLL file (0 = each
+    whole document): the Docs of conll_to_docbin and the lines of conll_to_text."""
     if n_sents < 0:
         raise ValueError(f"n_sents must be >= 0 (0 = whole documents), got {n_sents}")
-    for document in documents:
+    groups = []
+    for document in read_conll(path, limit):
         step = n_sents or len(document)
-        for first in range(0, len(document), step):
-            yield document[first : first + step]
+        groups.extend(document[first : first + step] for first in range(0, len(document), step))
+    return groups
 
 
 def conll_to_docbin(path: str | Path, output: str | Path, n_sents: int = 1, limit: int | None = None) -> dict:
@@ -112,7 +114,7 @@ def conll_to_docbin(path: str | Path, output: str | Path, n_sents: int = 1, limi
     db = DocBin(store_user_data=False)
     n_sentences = n_tokens = n_docs = 0
     entities: Counter[str] = Counter()
-    for group in _groups(read_conll(path, limit), n_sents):
+    for group in _read_groups(path, n_sents, limit):
         words = [w for s in group for w in s.words]
         sent_starts = [k == 0 for s in group for k in range(len(s.words))]
         doc = Doc(vocab, words=words, sent_starts=sent_starts)
@@ -137,7 +139,7 @@ def conll_to_text(path: str | Path, output: str | Path, limit: int | None = None
     pretrain --init-from ... --corpus.tokenizer whitespace`), tokenized exactly as the NER Docs
     are: one line per `n_sents` sentences of a document (0: per whole document), grouped as
     conll_to_docbin groups its Docs, tokens joined by spaces. The write is atomic. Returns counts."""
-    groups = list(_groups(read_conll(path, limit), n_sents))
+    groups = _read_groups(path, n_sents, limit)
     lines = [" ".join(w for sentence in group for w in sentence.words) for group in groups]
     with atomic_path(output) as tmp:
         tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
