@@ -38,8 +38,7 @@ from .bilm import (
     save_model_dir,
 )
 from .bilm.weights import META_NAME, OPTIONS_NAME, WEIGHTS_NAME
-from .cache import MB, LayerCache
-from .cross_fit import HeldOutFolds
+from .cache import LayerCache
 from .data import EXTENSION, LAYERS_EXTENSION, install_extensions, set_similarity_hooks
 from .layers import ElmoBiLM, ElmoLayers, ElmoListener, get_bilm, mix_layers, set_bilm
 
@@ -103,8 +102,6 @@ def _restoring(nlp: Language, name: str) -> bool:
         "context": "auto",
         "device": "auto",
         "cache_mb": 0,
-        "cross_fit_models": None,
-        "cross_fit_texts": None,
     },
     assigns=["doc._.elmo", "token._.elmo", "span._.elmo"],
     default_score_weights={},
@@ -126,8 +123,6 @@ def make_elmo(
     context: str,
     device: str,
     cache_mb: float,
-    cross_fit_models: list[str] | None,
-    cross_fit_texts: list[str] | None,
 ) -> Elmo:
     """Create the `elmo` component.
 
@@ -155,23 +150,14 @@ def make_elmo(
     device (str): "auto" (follow spaCy: GPU after spacy.require_gpu()), "cpu", "cuda" or "cuda:N".
     cache_mb (float): keep up to this many MB of layers of docs already read and reuse them when
         the same tokens come again: training epochs and dev evaluations then run the biLM once per
-        doc (CoNLL-2003's train set takes ~620 MB). Only while the biLM is frozen; 0 = off. With
-        cross-fitting, each copy has a cache of its own of this size.
-    cross_fit_models (list[str] | None): for training only (see spacy_elmo/cross_fit.py): K model
-        directories, copy k fine-tuned on the task's training text without the sentences of
-        cross_fit_texts[k]. During training a doc of fold k is read by copy k; prediction always
-        uses `model`. null = off.
-    cross_fit_texts (list[str] | None): with cross_fit_models: K text files, fold k's held-out
-        sentences, one per line (as the task's docs read, whitespace aside).
+        doc (CoNLL-2003's train set takes ~620 MB). Only while the biLM is frozen; 0 = off.
     """
     files = options = None
-    restoring = _restoring(nlp, name)
     try:
         files, options = find_model_files(model, options_file, weight_file)
     except ValueError:
-        if not restoring:
+        if not _restoring(nlp, name):
             raise
-    cross_fit = _check_cross_fit(cross_fit_models, cross_fit_texts, options, check_files=not restoring)
     return Elmo(
         nlp.vocab,
         ElmoBiLM(words_per_batch=words_per_batch, window_size=window_size, context=context),
@@ -186,35 +172,7 @@ def make_elmo(
         similarity_hooks=similarity_hooks,
         device=device,
         cache_mb=cache_mb,
-        cross_fit=cross_fit,
     )
-
-
-def _check_cross_fit(
-    models: list[str] | None, texts: list[str] | None, options: ElmoOptions | None, check_files: bool
-) -> list[tuple[str, str]]:
-    """(model directory, held-out text) per fold; the files are checked unless a saved pipeline
-    is being restored (the copies only serve training, and are not saved with the pipeline)."""
-    models, texts = list(models or []), list(texts or [])
-    if len(models) != len(texts):
-        raise ValueError(
-            f"elmo component: cross_fit_models has {len(models)} entries and cross_fit_texts {len(texts)}; "
-            "give one held-out text per model (copy k = fine-tuned without the lines of text k)"
-        )
-    if check_files:
-        for model, text in zip(models, texts):
-            _, fold_options = find_model_files(model)
-            if options is not None and (fold_options.n_layers, fold_options.output_dim) != (
-                options.n_layers,
-                options.output_dim,
-            ):
-                raise ValueError(
-                    f"elmo component: cross-fitting copy {model} has {fold_options.n_layers} layers of "
-                    f"{fold_options.output_dim}, the main model {options.n_layers} of {options.output_dim}"
-                )
-            if not Path(text).is_file():
-                raise ValueError(f"elmo component: cross-fitting held-out text {text} not found")
-    return list(zip(models, texts))
 
 
 def _parse_output(output: str | int) -> str | int:
@@ -261,7 +219,6 @@ class Elmo(TrainablePipe):
         similarity_hooks: bool = True,
         device: str = "auto",
         cache_mb: float = 0,
-        cross_fit: Sequence[tuple[str, str]] = (),
     ) -> None:
         self.vocab = vocab
         self.model = model
@@ -276,10 +233,6 @@ class Elmo(TrainablePipe):
         self.similarity_hooks = similarity_hooks
         self.device = _torch_device(device)
         self.cache = LayerCache(cache_mb)
-        self.cross_fit = list(cross_fit)
-        # Loaded on the first update: [(fold biLM as a Thinc model, its layer cache)], the folds
-        self._fold_models: list[tuple[Model, LayerCache]] | None = None
-        self._folds: HeldOutFolds | None = None
         self.cfg: dict[str, Any] = {}
         self.listener_map: dict[str, list[ElmoListener]] = {}
         self._files = files
@@ -399,13 +352,8 @@ class Elmo(TrainablePipe):
         docs = [eg.predicted for eg in examples]
         self.get_bilm()
         finetune = any(listener.grad_factor != 0 for listener in listeners)
-        if finetune and self.cross_fit:
-            raise ValueError(
-                "elmo component: cross-fitting needs a frozen biLM; set the listeners' grad_factor to 0 "
-                "or leave cross_fit_models out"
-            )
         if not finetune:
-            layers = self._training_layers(docs)
+            layers = self.cache.layers(docs, self.model.predict)
             for listener in listeners:
                 listener.receive(docs, layers, None)
             return losses
@@ -422,33 +370,6 @@ class Elmo(TrainablePipe):
         for listener in listeners:
             listener.receive(docs, layers, backprop)
         return losses
-
-    def _training_layers(self, docs: list[Doc]) -> ElmoLayers:
-        """The frozen biLM's layers for training docs: with cross-fitting, each from the copy that
-        did not see it."""
-        if not self.cross_fit:
-            return self.cache.layers(docs, self.model.predict)
-        fold_models, folds = self._load_cross_fit()
-        layers: list[Floats3d | None] = [None] * len(docs)
-        for fold, positions in folds.split(docs).items():
-            model, cache = (self.model, self.cache) if fold is None else fold_models[fold]
-            for i, x in zip(positions, cache.layers([docs[i] for i in positions], model.predict)):
-                layers[i] = x
-        return layers  # type: ignore[return-value]
-
-    def _load_cross_fit(self) -> tuple[list[tuple[Model, LayerCache]], HeldOutFolds]:
-        if self._fold_models is None or self._folds is None:
-            attrs = self.model.attrs
-            fold_models = []
-            for directory, _ in self.cross_fit:
-                model = ElmoBiLM(attrs["words_per_batch"], attrs["window_size"], attrs["context"])
-                set_bilm(model, load_bilm(model=directory), self.device)
-                if [model.get_dim(d) for d in ("nL", "nO")] != [self.model.get_dim(d) for d in ("nL", "nO")]:
-                    raise ValueError(f"elmo component: cross-fitting copy {directory} does not match the main model's layers")
-                fold_models.append((model, LayerCache(self.cache.max_bytes / MB)))
-            self._folds = HeldOutFolds([text for _, text in self.cross_fit])
-            self._fold_models = fold_models
-        return self._fold_models, self._folds
 
     def get_loss(self, examples, scores):  # nothing to predict against: listeners hold the losses
         return 0.0, None
