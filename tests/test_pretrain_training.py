@@ -26,6 +26,7 @@ from typer.testing import CliRunner
 
 from spacy_elmo.bilm import BiLM, ElmoOptions, batch_to_ids, load_bilm
 from spacy_elmo.bilm.model import add_sentence_boundaries
+from spacy_elmo.bilm.precision import native_bf16
 from spacy_elmo.cli import app
 from spacy_elmo.pretrain import (
     CheckpointError, ConfigError, CorpusError, PretrainSettings, Vocab, evaluate_perplexity, load_config,
@@ -264,6 +265,40 @@ def test_max_minutes_ends_the_run_where_it_logs_and_a_resume_goes_on(tmp_path, c
         train(config, tmp_path / "a", training__max_minutes=-1)
     with pytest.raises(ConfigError, match="never end"):
         train(config, tmp_path / "b", training__max_steps=0, training__max_epochs=0)
+
+
+# ---- bf16 on the CPU -----------------------------------------------------------------------------
+
+needs_native_bf16 = pytest.mark.skipif(not native_bf16("cpu"), reason="this CPU has no native bf16 (AVX-512 BF16 / AMX)")
+
+
+@needs_native_bf16
+def test_bf16_on_the_cpu_trains_like_float32_and_resumes_exactly(tmp_path, corpus):
+    config = write_config(tmp_path, corpus)
+    steps = {"training__max_steps": 30, "training__checkpoint_every": 10}
+    train(config, tmp_path / "fp32", **steps)
+    train(config, tmp_path / "bf16", training__mixed_precision="bf16", **steps)
+    fp32, bf16 = train_losses(tmp_path / "fp32"), train_losses(tmp_path / "bf16")
+    assert fp32 != bf16  # bf16 really ran: the products round differently
+    assert abs(sum(bf16[-10:]) - sum(fp32[-10:])) / sum(fp32[-10:]) < 0.05
+    assert sum(bf16[-10:]) < 0.9 * sum(bf16[:10])  # and it learns
+    # Master weights stay float32; a resumed bf16 run ends bit-identical to an uninterrupted one.
+    ckpt = load_checkpoint(tmp_path / "bf16" / "checkpoints" / "last.pt")
+    assert all(v.dtype == torch.float32 for v in ckpt["model"].values())
+    train(config, tmp_path / "half", training__mixed_precision="bf16", training__max_steps=20, training__checkpoint_every=10)
+    train(config, tmp_path / "half", resume=True, training__mixed_precision="bf16", **steps)
+    assert train_losses(tmp_path / "half") == bf16
+    resumed = load_checkpoint(tmp_path / "half" / "checkpoints" / "last.pt")
+    for name, value in ckpt["model"].items():
+        assert torch.equal(resumed["model"][name], value), name
+
+
+def test_fp16_on_the_cpu_falls_back_to_float32_with_a_notice(tmp_path, corpus, capsys):
+    config = write_config(tmp_path, corpus)
+    train(config, tmp_path / "fp16", training__mixed_precision="fp16", training__max_steps=3)
+    train(config, tmp_path / "fp32", training__max_steps=3)
+    assert "fp16 is for GPUs; training in float32" in capsys.readouterr().out
+    assert train_losses(tmp_path / "fp16") == train_losses(tmp_path / "fp32")
 
 
 # ---- distributed -------------------------------------------------------------------------------

@@ -78,8 +78,11 @@ class CharEncoder(nn.Module):
         batch, n_tokens, n_chars = char_ids.shape
         flat = char_ids.reshape(-1, n_chars)
         present = (flat > 0).any(dim=-1)
-        out = flat.new_zeros((flat.shape[0], self.output_dim), dtype=self.W_proj.dtype)
-        if bool(present.any()):
-            unique, inverse = torch.unique(flat[present], dim=0, return_inverse=True)
-            out[present] = self.encode_unique(unique)[inverse]
+        if not bool(present.any()):
+            out = flat.new_zeros((flat.shape[0], self.output_dim), dtype=self.W_proj.dtype)
+            return out.reshape(batch, n_tokens, self.output_dim)
+        unique, inverse = torch.unique(flat[present], dim=0, return_inverse=True)
+        encoded = self.encode_unique(unique)  # float32, or bf16 under autocast
+        out = flat.new_zeros((flat.shape[0], self.output_dim), dtype=encoded.dtype)
+        out[present] = encoded[inverse]
         return out.reshape(batch, n_tokens, self.output_dim)

@@ -113,7 +113,9 @@ class BiLstmLayer(nn.Module):
                 h, c = h_new, c_new
             outputs.append(h_new)
         # Unpack: (2, n_real, proj) -> (2, time, batch, proj) with zeros at padding -> batch-major.
-        out = x.new_zeros(time, batch, 2, self.proj_dim)
+        # (the outputs' dtype, not x's: under autocast the products run in bf16)
+        dtype = outputs[0].dtype if outputs else x.dtype
+        out = x.new_zeros(time, batch, 2, self.proj_dim, dtype=dtype)
         if outputs:
             out = out.index_put((valid,), torch.cat(outputs, dim=1).transpose(0, 1))
         out = out.permute(2, 1, 0, 3)  # (2, batch, time, proj)

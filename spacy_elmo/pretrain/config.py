@@ -102,7 +102,8 @@ adam_eps = 0.00000001
 # Clip the global gradient norm (0 = off).
 grad_clip = 10.0
 dropout = 0.1
-# GPU only: "bf16", "fp16" (with loss scaling) or "no".
+# "bf16" (GPUs, and CPUs with native bf16: AVX-512 BF16 / AMX; float32 elsewhere), "fp16" (GPU only,
+# with loss scaling) or "no".
 mixed_precision = "bf16"
 checkpoint_every = 1000
 log_every = 50
