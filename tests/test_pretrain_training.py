@@ -13,6 +13,7 @@ import gzip
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -265,6 +266,39 @@ def test_max_minutes_ends_the_run_where_it_logs_and_a_resume_goes_on(tmp_path, c
         train(config, tmp_path / "a", training__max_minutes=-1)
     with pytest.raises(ConfigError, match="never end"):
         train(config, tmp_path / "b", training__max_steps=0, training__max_epochs=0)
+
+
+def test_a_leg_continues_on_a_fresh_machine_from_model_and_leg_state(tmp_path, corpus):
+    """What a long run commits after each leg (model/ with its softmax + leg_state.pt, no
+    checkpoints/) is enough for the next leg: same step count, data position, RNG and curves;
+    only the optimizer's moments start over, under a learning-rate ramp."""
+    config = write_config(tmp_path, corpus)
+    out, reference = tmp_path / "legs", tmp_path / "reference"
+    common = {"softmax__type": "sampled", "training__restart_warmup_steps": 4}
+    train(config, out, training__max_steps=0, training__max_minutes=1e-5, training__log_every=5, **common)
+    leg = torch.load(out / "leg_state.pt", weights_only=True)
+    assert leg["step"] == 5 and not {"model", "softmax", "optimizer"} & set(leg)
+    shutil.rmtree(out / "checkpoints")  # a fresh machine: only the committed files
+    with pytest.raises(CheckpointError, match="already holds"):
+        train(config, out, training__max_steps=12, **common)
+    train(config, out, resume=True, training__max_steps=12, training__max_minutes=0, training__log_every=1, **common)
+    train(config, reference, training__max_steps=12, training__log_every=1, **common)
+
+    resumed, ref = load_checkpoint(out / "checkpoints" / "last.pt"), load_checkpoint(reference / "checkpoints" / "last.pt")
+    assert resumed["step"] == ref["step"] == 12
+    assert resumed["ranks"][0]["data"] == ref["ranks"][0]["data"]  # the same text, in the same order
+    rates = {e["step"]: e["lr"] for e in read_events(out / "metrics.jsonl") if e["event"] == "train"}
+    assert sorted(rates) == [5] + list(range(6, 13))  # the first leg's curve is kept, nothing repeated
+    lr = 0.03
+    assert [rates[s] for s in (6, 7, 8, 9, 10)] == pytest.approx([lr / 4, lr / 2, 3 * lr / 4, lr, lr])
+    meta = json.loads((out / "model" / "meta.json").read_text())
+    assert (meta["steps"], meta["optimizer_resets"]) == (12, [5])
+    assert json.loads((reference / "model" / "meta.json").read_text())["optimizer_resets"] == []
+    # A model/ that is not the one the leg state was written with is refused.
+    shutil.rmtree(out / "checkpoints")
+    torch.save({**torch.load(out / "leg_state.pt", weights_only=True), "step": 11}, out / "leg_state.pt")
+    with pytest.raises(CheckpointError, match="not the model"):
+        train(config, out, resume=True, training__max_steps=20, **common)
 
 
 # ---- bf16 on the CPU -----------------------------------------------------------------------------

@@ -22,6 +22,11 @@ from ..atomic import atomic_path, remove_stale_temporaries
 
 FORMAT = "spacy-elmo-pretrain-checkpoint/1"
 CHECKPOINT_NAME = "last.pt"
+# A leg state: everything of a checkpoint but the weights (they are in model/, with the softmax) and
+# the optimizer's moments (three times the weights' size). Small enough to commit after each leg of
+# a long run, so the next leg continues on another machine; see `Trainer` (train.py).
+LEG_FORMAT = "spacy-elmo-pretrain-leg/1"
+LEG_STATE_NAME = "leg_state.pt"
 
 
 class CheckpointError(ValueError):
@@ -44,6 +49,23 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: unreadable checkpoint ({type(err).__name__}: {err})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a spacy-elmo pretraining checkpoint")
+    return state
+
+
+def save_leg_state(state: dict[str, Any], path: str | Path) -> None:
+    remove_stale_temporaries(path)
+    with atomic_path(path) as tmp:
+        torch.save({"format": LEG_FORMAT, **state}, tmp)
+
+
+def load_leg_state(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unpickling problem means a bad file
+        raise CheckpointError(f"{path}: unreadable leg state ({type(err).__name__}: {err})") from None
+    if not isinstance(state, dict) or state.get("format") != LEG_FORMAT:
+        raise CheckpointError(f"{path}: not a spacy-elmo pretraining leg state")
     return state
 
 

@@ -106,6 +106,9 @@ dropout = 0.1
 # with loss scaling) or "no".
 mixed_precision = "bf16"
 checkpoint_every = 1000
+# After --resume from a leg state (no optimizer moments), ramp the learning rate up over this many
+# steps while Adam/Adagrad re-estimate them.
+restart_warmup_steps = 300
 log_every = 50
 # Held-out perplexity every N steps (0 = only at the end), on at most eval_max_sentences lines.
 eval_every = 0
@@ -118,6 +121,9 @@ RESUMABLE_CHANGES = {
     "training.max_steps", "training.max_epochs", "training.max_minutes", "training.checkpoint_every", "training.log_every",
     "training.eval_every", "training.eval_max_sentences", "training.eval_batch_tokens",
     "paths.dev", "paths.init_from", "paths.vocab", "system.device", "system.threads",
+    # They change what the run computes from the resume point on, not up to it: a later leg may
+    # anneal the learning rate.
+    "training.learning_rate", "training.restart_warmup_steps",
 }
 
 
@@ -158,6 +164,7 @@ class TrainingSettings:
     dropout: float = 0.1
     mixed_precision: str = "bf16"
     checkpoint_every: int = 1000
+    restart_warmup_steps: int = 300
     log_every: int = 50
     eval_every: int = 0
     eval_max_sentences: int = 2000
@@ -168,6 +175,7 @@ class TrainingSettings:
             if getattr(self, name) < 1:
                 raise ConfigError(f"training.{name} must be at least 1")
         for name in ("max_steps", "max_epochs", "max_minutes", "checkpoint_every", "eval_every", "eval_max_sentences",
+                     "restart_warmup_steps",
                      "grad_clip", "adagrad_initial_accumulator"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"training.{name} must not be negative")

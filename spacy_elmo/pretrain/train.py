@@ -9,9 +9,16 @@ Output folder:
     vocab.txt             the softmax vocabulary
     corpus_stats.json     what the vocabulary pass found in the corpus (bad lines, tokens, ...)
     checkpoints/last.pt   everything needed to resume exactly (every checkpoint_every steps, at the end)
+    leg_state.pt          at the end: what model/ needs to be resumed on another machine (see below)
     metrics.jsonl         training curves as data;  curves.png  the same as a plot
     model/                the trained model directory (see export.py)
     model-best/           with eval_every > 0: the evaluated model of lowest held-out perplexity
+
+Long runs go in legs (training.max_minutes). `--resume` continues from checkpoints/last.pt exactly;
+where that is gone (a fresh machine, with only what was committed: config.cfg, vocab.txt,
+corpus_stats.json, metrics.jsonl, model/ and leg_state.pt) it continues from model/ (weights and
+softmax) and leg_state.pt (step, data position, RNG and carried LSTM states). Only the optimizer's
+moments are lost, so the learning rate ramps up again over training.restart_warmup_steps.
 """
 
 from __future__ import annotations
@@ -33,7 +40,10 @@ from .. import __version__
 from ..bilm import BiLM, ElmoOptions
 from ..bilm.precision import native_bf16
 from .batches import WindowBatcher
-from .checkpoint import CHECKPOINT_NAME, CheckpointError, get_rng_state, load_checkpoint, save_checkpoint, set_rng_state
+from .checkpoint import (
+    CHECKPOINT_NAME, LEG_STATE_NAME, CheckpointError, get_rng_state, load_checkpoint, load_leg_state, save_checkpoint,
+    save_leg_state, set_rng_state,
+)
 from .config import RESUMABLE_CHANGES, ConfigError, PretrainSettings, config_differences
 from .corpus import CorpusError, CorpusStats, TextStream, corpus_fingerprint, find_corpus_files
 from .distributed import DistInfo, all_gather, all_reduce_sum, barrier, init_distributed, shutdown
@@ -89,11 +99,15 @@ class Trainer:
         self.tokenizer = make_tokenizer(s.corpus.tokenizer)
         self.ckpt_path = output / "checkpoints" / CHECKPOINT_NAME
 
+        self.leg_path = output / LEG_STATE_NAME
         checkpoint = None
         if resume:
-            checkpoint = load_checkpoint(self.ckpt_path)
+            if self.ckpt_path.exists() or not self.leg_path.exists():
+                checkpoint = load_checkpoint(self.ckpt_path)
+            else:
+                checkpoint = self._load_leg(output)
             self._check_resumable(checkpoint)
-        elif self.ckpt_path.exists():
+        elif self.ckpt_path.exists() or self.leg_path.exists():
             raise CheckpointError(
                 f"{output} already holds a checkpoint: pass --resume to continue it, or choose another output folder"
             )
@@ -143,6 +157,8 @@ class Trainer:
         # ---- state: fresh, or exactly where the checkpoint left off -------------------------------
         self.step, self.words, self.elapsed = 0, 0, 0.0
         self.states = None
+        self.warmup_start: int | None = None  # the step a resume without optimizer moments began at
+        self.optimizer_resets: list[int] = []  # every such step of the whole run
         if checkpoint is not None:
             self._restore(checkpoint)
         else:
@@ -219,6 +235,15 @@ class Trainer:
         log(self.info, f"mixed precision {mixed_precision!r}: {why}; training in float32")
         return None
 
+    def _set_learning_rate(self) -> None:
+        """The configured rate, ramped up linearly after a resume without optimizer moments."""
+        t = self.settings.training
+        rate = t.learning_rate
+        if self.warmup_start is not None and t.restart_warmup_steps:
+            rate *= min(1.0, (self.step - self.warmup_start + 1) / t.restart_warmup_steps)
+        for group in self.optimizer.param_groups:
+            group["lr"] = rate
+
     def _make_optimizer(self) -> torch.optim.Optimizer:
         t = self.settings.training
         params = [p for p in self.lm.parameters() if p.requires_grad]
@@ -238,18 +263,42 @@ class Trainer:
             steps = min(steps, math.ceil(t.max_epochs * stream_tokens / per_step))
         return UNLIMITED_STEPS if steps == math.inf else int(steps)
 
+    def _load_leg(self, output: Path) -> dict:
+        """A checkpoint rebuilt from model/ and leg_state.pt, without the optimizer's moments."""
+        state = load_leg_state(self.leg_path)
+        model_dir = output / "model"
+        try:
+            lm = load_language_model(model_dir)
+        except (OSError, ValueError) as err:
+            raise CheckpointError(f"{model_dir}: cannot continue from it ({err})") from None
+        if lm.softmax is None or lm.meta.get("steps") != state["step"]:
+            raise CheckpointError(
+                f"{model_dir} is not the model {self.leg_path} was written with (it needs its softmax and "
+                f"step {state['step']:,}): restore both from the same commit"
+            )
+        return {**state, "model": lm.bilm.state_dict(), "softmax": lm.softmax.state_dict(), "optimizer": None}
+
     def _restore(self, ckpt: dict) -> None:
         self.lm.bilm.load_state_dict(ckpt["model"])
         self.lm.softmax.load_state_dict(ckpt["softmax"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
-        self.scaler.load_state_dict(ckpt["scaler"])
         self.step, self.words, self.elapsed = int(ckpt["step"]), int(ckpt["words"]), float(ckpt["elapsed"])
+        self.optimizer_resets = [int(s) for s in ckpt.get("optimizer_resets", [])]
+        if ckpt["optimizer"] is not None:
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+            self.scaler.load_state_dict(ckpt["scaler"])
+            start = ckpt.get("warmup_start")
+            self.warmup_start = None if start is None else int(start)
+        else:
+            self.warmup_start = self.step
+            self.optimizer_resets.append(self.step)
+            log(self.info, f"Resuming from {self.leg_path} and model/ (no checkpoints/{CHECKPOINT_NAME}): the optimizer's "
+                           f"moments start over; learning rate ramped up over {self.settings.training.restart_warmup_steps:,} steps")
         mine = ckpt["ranks"][self.info.rank]
         self.batcher.load_state_dict(mine["data"])
         if mine["lstm_states"] is not None:
             self.states = [(h.to(self.device), c.to(self.device)) for h, c in mine["lstm_states"]]
         set_rng_state(mine["rng"])
-        log(self.info, f"Resumed from {self.ckpt_path} at step {self.step:,}")
+        log(self.info, f"Resumed at step {self.step:,}")
 
     def _read_best(self) -> dict | None:
         """The best evaluation so far, from model-best/meta.json (the files on disk are the truth:
@@ -270,24 +319,32 @@ class Trainer:
             "data": self.batcher.state_dict(),
             "lstm_states": None if self.states is None else [(h.cpu(), c.cpu()) for h, c in self.states],
         }
-        ranks = all_gather(self.info, mine)
+        self.ranks = all_gather(self.info, mine)
         if self.info.is_main:
             save_checkpoint(
                 {
-                    "step": self.step, "words": self.words, "elapsed": self.elapsed,
-                    "world_size": self.info.world_size,
-                    "config": self.config.to_str(),
-                    "corpus": corpus_fingerprint(self.files),
-                    "vocab_fingerprint": self.vocab.fingerprint(),
+                    **self._position(),
                     "model": self.lm.bilm.state_dict(),
                     "softmax": self.lm.softmax.state_dict(),
                     "optimizer": self.optimizer.state_dict(),
                     "scaler": self.scaler.state_dict(),
-                    "ranks": ranks,
+                    "warmup_start": self.warmup_start,
                 },
                 self.ckpt_path,
             )
         barrier(self.info)
+
+    def _position(self) -> dict[str, Any]:
+        """What a checkpoint and a leg state share: where the run is, and what it must match."""
+        return {
+            "step": self.step, "words": self.words, "elapsed": self.elapsed,
+            "world_size": self.info.world_size,
+            "config": self.config.to_str(),
+            "corpus": corpus_fingerprint(self.files),
+            "vocab_fingerprint": self.vocab.fingerprint(),
+            "optimizer_resets": self.optimizer_resets,
+            "ranks": self.ranks,
+        }
 
     def evaluate(self, max_sentences: int, keep_best: bool = True) -> PerplexityResult | None:
         """Held-out perplexity on the main process (the others wait); with keep_best, a model
@@ -358,6 +415,7 @@ class Trainer:
                 raise FloatingPointError(f"step {self.step + 1}: the loss is {loss.item()}; lower training.learning_rate")
             self.scaler.scale(loss).backward()
             self.scaler.unscale_(self.optimizer)
+            self._set_learning_rate()
             max_norm = t.grad_clip if t.grad_clip > 0 else math.inf
             grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
             self.scaler.step(self.optimizer)
@@ -431,6 +489,7 @@ class Trainer:
             if self.best is not None:
                 meta["best_step"] = self.best["step"]  # where model-best/ came from
             write_model_dir(self.lm.bilm, self.lm.softmax, self.vocab, model_dir, meta)
+            save_leg_state(self._position(), self.leg_path)  # after model/: the pair always matches
             plot_curves(self.output / "metrics.jsonl", self.output / "curves.png")
             log(info, f"Training read {stats.summary()}")
             log(info, f"Model written to {model_dir} (options.json + weights.hdf5: the AllenNLP format)")
@@ -467,4 +526,6 @@ class Trainer:
             "world_size": self.info.world_size,
             "training_seconds": round(self.elapsed, 1),
             "time_limit_reached": self.time_limit_reached,  # training.max_minutes ended the run
+            # steps where a resume from a leg state started the optimizer's moments over
+            "optimizer_resets": list(self.optimizer_resets),
         }
