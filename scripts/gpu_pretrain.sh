@@ -26,7 +26,7 @@ source benchmarks/gpu_env.sh || exit 2
 [ -f corpus/pretrain_train.txt ] || { echo "corpus/pretrain_train.txt is missing: see benchmarks/make_gpu_bundle.sh" | tee "$LOG"; exit 2; }
 # Never on top of an earlier run (pretrain refuses to; finetune-bilm starts over by itself).
 rm -rf training/bilm training/bilm_conll
-VARS=(--vars.data_dir gpu_data --vars.model_size "$SIZE" --vars.device "$DEVICE" --vars.pretrain_epochs "$EPOCHS"
+VARS=(--vars.data_dir gpu_data --vars.bilm_dir training/bilm --vars.model_size "$SIZE" --vars.device "$DEVICE" --vars.pretrain_epochs "$EPOCHS"
       --vars.pretrain_max_minutes "$MINUTES" --vars.finetune_epochs "$FINETUNE_EPOCHS")
 {
     date -u

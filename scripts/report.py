@@ -12,6 +12,7 @@ import typer
 
 from spacy_elmo.tasks._io import read_json
 from spacy_elmo.tasks.features import set_threads
+from spacy_elmo.tasks.pretrain_corpus import describe_corpus
 from spacy_elmo.tasks.report import ReportInputs, make_report
 
 
@@ -49,10 +50,7 @@ def main(
     set_threads(threads)
     settings = _pairs(setting, "--setting")
     if corpus_meta is not None and corpus_meta.is_file():
-        meta = read_json(corpus_meta)
-        fallback = " (fallback: preferred source absent)" if meta.get("fallback_used") else ""
-        names = " + ".join(Path(path).name for path in meta.get("files") or [meta["source"]])
-        settings["pretraining text"] = f"{names}, {meta['words']:,} words{fallback}"
+        settings["pretraining text"] = describe_corpus(read_json(corpus_meta))
     inputs = ReportInputs(
         perplexity=perplexity, task_perplexity_general=task_perplexity_general,
         task_perplexity_finetuned=task_perplexity_finetuned, pretrain_log=pretrain_log, ner_baseline=ner_baseline, ner_elmo=ner_elmo,

@@ -20,6 +20,8 @@ from spacy_elmo.atomic import atomic_path
 from spacy_elmo.bilm import load_bilm
 from spacy_elmo.bilm.weights import META_NAME, save_model_dir
 from spacy_elmo.default_model import DEFAULT_MODEL_DIR
+from spacy_elmo.pretrain.metrics import read_events
+from spacy_elmo.tasks.pretrain_corpus import describe_corpus
 
 
 def _fmt(value, digits: int = 1) -> str:
@@ -42,11 +44,15 @@ def model_card(meta: dict, options: dict, n_params: int, report: str, command: s
         f"| ELMo vector | {2 * lstm['projection_dim']} dimensions, {lstm['n_layers'] + 1} layers |",
         f"| LSTM | {lstm['n_layers']} layers, {lstm['dim']} cells, {lstm['projection_dim']} projection, clip {lstm.get('cell_clip')} / {lstm.get('proj_clip')}, residual |",
         f"| char CNN | {sum(n for _, n in cnn['filters'])} filters (widths {', '.join(str(w) for w, _ in cnn['filters'])}), {cnn['n_highway']} highway |",
-        f"| corpus | {' + '.join(meta.get('corpus_files') or meta.get('corpus', [])) or 'n/a'} ({_fmt((meta.get('corpus_stats') or {}).get('tokens'), 0)} tokens as spaCy splits them) |",
+        f"| corpus | {meta.get('corpus_description') or ' + '.join(meta.get('corpus_files') or meta.get('corpus', [])) or 'n/a'} ({_fmt((meta.get('corpus_stats') or {}).get('tokens'), 0)} tokens as spaCy splits them) |",
         f"| training | {meta.get('steps', 'n/a')} steps ({meta.get('epochs', 'n/a')} epochs), {_fmt(meta.get('words'), 0)} words seen, {_fmt((meta.get('training_seconds') or 0) / 60, 0)} min, vocabulary {meta.get('vocab_size', 'n/a')} (sampled softmax) |",
         f"| tokenizer | {meta.get('tokenizer', 'n/a')} (train with the tokenizer you embed with) |",
         f"| dev perplexity (fwd / bwd / mean, exact) | {_fmt(dev.get('fwd'))} / {_fmt(dev.get('bwd'))} / {_fmt(dev.get('avg'))} on {', '.join(Path(f).name for f in dev.get('files', [])) or 'n/a'} |",
         f"| test perplexity (fwd / bwd / mean, exact) | {_fmt(test.get('fwd_ppl'))} / {_fmt(test.get('bwd_ppl'))} / {_fmt(test.get('ppl'))} on {test.get('source', 'n/a')} |",
+        "",
+        "## Size and budget",
+        "",
+        budget_paragraph(meta, n_params),
         "",
         "## Evaluation",
         "",
@@ -63,11 +69,39 @@ def model_card(meta: dict, options: dict, n_params: int, report: str, command: s
         "Weights are stored in the AllenNLP / bilm-tf HDF5 layout (float32): AllenNLP's `Elmo` loads",
         "`options.json` + `weights.hdf5` as they are.",
         "",
-        f"Limits: trained on {_fmt((meta.get('corpus_stats') or {}).get('tokens', 0) / 1e6)}M words of 1987 newswire and Wikipedia summaries for {meta.get('epochs', 'n/a')} epoch(s), not",
-        "the 1B Word Benchmark for ten epochs; expect much weaker representations than the released",
-        "AllenNLP models, which load in this package the same way (`model=` or `options_file` + `weight_file`).",
+        f"Limits: trained on {_fmt((meta.get('corpus_stats') or {}).get('tokens', 0) / 1e6)}M tokens for {meta.get('epochs', 'n/a')} epoch(s) on 2 CPU cores, not",
+        "the 1B Word Benchmark for ten epochs on GPUs, and 20x smaller than the released \"original\" model;",
+        "expect weaker representations than the released AllenNLP models, which load in this package the",
+        "same way (`model=` or `options_file` + `weight_file`).",
     ]
     return "\n".join(lines) + "\n"
+
+
+def budget_paragraph(meta: dict, n_params: int) -> str:
+    """Why this size and this many words, from the run's own figures (not typed)."""
+    speed = meta.get("training_words_per_s")
+    words, tokens = meta.get("words") or 0, (meta.get("corpus_stats") or {}).get("tokens") or 0
+    hours = (meta.get("training_seconds") or 0) / 3600
+    parts = [
+        f"{n_params / 1e6:.1f}M biLM parameters saw {words / 1e6:.1f}M words ({meta.get('epochs', 'n/a')} epochs of "
+        f"{tokens / 1e6:.1f}M tokens) in {hours:.1f} hours of training",
+    ]
+    if speed:
+        parts.append(f"at {speed:,.0f} words/s (mean over the run)")
+    parts = [" ".join(parts) + "."]
+    parts.append(
+        f"The rough compute-optimal rule, tokens ~ 20 x parameters, asks {20 * n_params / 1e6:.0f}M tokens for this size: "
+        "the size was chosen as the largest whose compute-optimal budget the CPU-hours at hand can come near, "
+        "with the LSTM of the released Small ELMo (so 256-d vectors and its task settings carry over)."
+    )
+    resets = meta.get("optimizer_resets") or []
+    if resets:
+        parts.append(
+            f"It was trained in legs; {len(resets)} leg(s) resumed on another machine from the committed model and "
+            f"leg state, restarting the optimizer's moments at step(s) {', '.join(f'{s:,}' for s in resets)} "
+            "(everything else continued exactly)."
+        )
+    return " ".join(parts)
 
 
 def main(
@@ -91,6 +125,14 @@ def main(
     if corpus_meta is not None and corpus_meta.is_file():
         corpus = json.loads(corpus_meta.read_text(encoding="utf-8"))
         meta["corpus_files"] = [Path(f).name for f in corpus.get("files") or [corpus["source"]]]
+        meta["corpus_description"] = describe_corpus(corpus)
+        if corpus.get("kind") == "mixture":
+            meta["corpus_sources"] = {name: {"weight": s["weight"], "words": s["words_written"]}
+                                      for name, s in corpus["sources"].items()}
+    speeds = [e["words_per_s"] for e in read_events(run_dir / "metrics.jsonl") if e.get("event") == "train"] \
+        if (run_dir / "metrics.jsonl").is_file() else []
+    if speeds:
+        meta["training_words_per_s"] = round(sum(speeds) / len(speeds), 1)
     if perplexity is not None and perplexity.is_file():
         ppl = json.loads(perplexity.read_text(encoding="utf-8"))
         meta["test_perplexity"] = {k: ppl.get(k) for k in ("fwd_ppl", "bwd_ppl", "ppl")} | {

@@ -86,3 +86,17 @@ def test_ship_script_writes_weights_card_and_portable_meta(tiny_bilm, tmp_path):
     assert "a.txt + b.txt" in card and "21.0" in card and "7 steps (0.5 epochs)" in card
     assert "/somewhere" not in card and "/data/" not in card
     assert f"python scripts/ship_default_model.py {run} --perplexity {ppl} --corpus-meta {corpus_meta}" in card
+    n_params = sum(p.numel() for p in tiny_bilm.parameters())
+    assert f"asks {20 * n_params / 1e6:.0f}M tokens for this size" in card  # the size choice, from the run
+
+    # A mixture's words per source reach the card and the meta; legs resumed elsewhere are named.
+    mixture = {"kind": "mixture", "words": 7, "dedup": True, "exclude": None, "source": "a x2 + b x1",
+               "sources": {"a": {"weight": 2.0, "words_written": 4}, "b": {"weight": 1.0, "words_written": 3}}}
+    corpus_meta.write_text(json.dumps(mixture))
+    save_model_dir(tiny_bilm, run / "model", meta={**meta, "optimizer_resets": [5000]})
+    result = CliRunner().invoke(app, [str(run), "--corpus-meta", str(corpus_meta), "--into", str(into)])
+    assert result.exit_code == 0, result.output
+    card = (into / "MODEL_CARD.md").read_text()
+    assert "mixture of a 4 (x2) + b 3 (x1) = 7 words (lines deduplicated)" in card
+    assert "restarting the optimizer's moments at step(s) 5,000" in card
+    assert json.loads((into / "meta.json").read_text())["corpus_sources"]["a"] == {"weight": 2.0, "words": 4}

@@ -49,6 +49,11 @@ def pretrain_cli(
         help="Continue from OUTPUT/checkpoints/last.pt: same data order, optimizer state, step count and RNG "
              "states. Only max_steps/max_epochs/max_minutes, logging, evaluation and device settings may change.",
     ),
+    leg: bool = typer.Option(
+        False, "--leg",
+        help="Run one leg of a long run: --resume when OUTPUT holds a checkpoint or a leg state (model/ + "
+             "leg_state.pt, as committed after the last leg), otherwise start. End each leg with --training.max_minutes.",
+    ),
     init_from: Optional[Path] = typer.Option(
         None, "--init-from",
         help="Start from this model directory instead of random weights (fine-tuning, as bilm-tf advises for "
@@ -62,7 +67,11 @@ def pretrain_cli(
     from ..pretrain import CheckpointError, ConfigError, CorpusError, VocabError, load_config, pretrain
     from ..pretrain.tokenizers import TokenizerError
 
+    from ..pretrain.checkpoint import CHECKPOINT_NAME, LEG_STATE_NAME
+
     overrides = parse_config_overrides(ctx.args, env_var=None)
+    if leg and ((output / "checkpoints" / CHECKPOINT_NAME).exists() or (output / LEG_STATE_NAME).exists()):
+        resume = True
     if init_from is not None:
         overrides["paths.init_from"] = str(init_from)
     try:

@@ -141,3 +141,19 @@ def _spacy_split():
 def meta_path(output: str | Path) -> Path:
     output = Path(output)
     return output.with_name(output.name + ".meta.json")
+
+
+def describe_corpus(meta: dict) -> str:
+    """One line for a report or a model card: which text, how many words of each source."""
+    if meta.get("kind") == "mixture":
+        parts = [f"{name} {stats['words_written']:,} (x{stats['weight']:g})" for name, stats in meta["sources"].items()]
+        note = "lines deduplicated" if meta.get("dedup") else ""
+        if meta.get("exclude"):
+            kept_out = ", ".join(meta["exclude"]["files"])
+            note += f"{'; ' if note else ''}lines sharing a word {meta['exclude']['ngram']}-gram with {kept_out} removed"
+        return f"mixture of {' + '.join(parts)} = {meta['words']:,} words" + (f" ({note})" if note else "")
+    fallback = " (fallback: preferred source absent)" if meta.get("fallback_used") else ""
+    names = " + ".join(Path(path).name for path in meta.get("files") or [meta["source"]])
+    words = f"{meta['words']:,}" if isinstance(meta.get("words"), int) else "n/a"
+    return f"{names}, {words} words{fallback}"
+

@@ -34,10 +34,9 @@ from ._io import write_json
 from .ner import read_conll
 from .pretrain_corpus import _open_text, clean_lines, meta_path
 
+# Runs of letters and digits: "well @-@ known" (WikiText), "well-known" and "well - known" all give
+# the same words, so the check does not depend on how each text was tokenized.
 _WORD = re.compile(r"\w+")
-# WikiText-103 writes "1 @,@ 000", "3 @.@ 5" and "well @-@ known": undo it before comparing words.
-_WIKITEXT_JOINERS = re.compile(r" @([,.])@ ")
-_WIKITEXT_HYPHEN = re.compile(r" @-@ ")
 _UNK = "<unk>"
 
 
@@ -127,8 +126,8 @@ def ngram_keys(tokens: Sequence[str], n: int) -> Iterator[bytes]:
 
 def protected_texts(path: Path) -> Iterator[list[str]]:
     """The sentences or paragraphs of an evaluation file, as word lists: CoNLL files (4 columns,
-    -DOCSTART- lines) by sentence, WikiText by paragraph with its @-@ markers undone and <unk>
-    breaking the text (an n-gram never spans it), anything else by line."""
+    -DOCSTART- lines) by sentence, anything else (WikiText) by line, with <unk> breaking the text:
+    the word it hides is unknown, so no n-gram spans it."""
     with open(path, encoding="utf-8", errors="replace") as f:
         head = f.read(4096)
     if head.lstrip().startswith("-DOCSTART-"):
@@ -138,7 +137,6 @@ def protected_texts(path: Path) -> Iterator[list[str]]:
         return
     with _open_text(path, "") as f:
         for line in clean_lines(f):
-            line = _WIKITEXT_HYPHEN.sub("-", _WIKITEXT_JOINERS.sub(r"\1", line))
             for part in line.split(_UNK):
                 yield words(part)
 
