@@ -68,6 +68,10 @@ def make_data(data: Path) -> None:
     fallback = data / "reuters21578" / "reuters21578.en.txt"
     fallback.parent.mkdir(parents=True)
     fallback.write_text("\n".join(s.replace(" .", ".") for s in SENTENCES * 30) + "\n", encoding="utf-8")
+    for name in ("abc_news_2006", "wsj_1989_sample", "nyt_ap_1998"):  # the demo mixture's news_extra
+        news = data / "news_extra" / f"{name}.en.txt"
+        news.parent.mkdir(parents=True, exist_ok=True)
+        news.write_text("\n".join(f"{name}: {s}" for s in SENTENCES) + "\n", encoding="utf-8")
     summaries = data / "wiki_summaries" / "wiki_summaries.en.txt"
     summaries.parent.mkdir(parents=True)
     summaries.write_text("\n".join(s.replace(" .", ".") for s in SENTENCES) + "\n", encoding="utf-8")
@@ -158,10 +162,11 @@ def test_demo_workflow_on_tiny_data(tmp_path, monkeypatch):
         for output in cmd["outputs"]:
             assert Path(output).exists(), f"{step}: declared output {output} was not written"
 
-    # The pretraining text came from the fallback and says so.
+    # Without the WikiText-103 archive, the pretraining text is the demo mixture, and says so.
     meta = json.loads(Path("corpus/demo/pretrain_train.txt.meta.json").read_text())
-    assert meta["fallback_used"] is True and meta["words"] > 0
-    assert meta["source"].endswith("reuters21578.en.txt + " + str(data / "wiki_summaries" / "wiki_summaries.en.txt"))
+    assert meta["kind"] == "mixture" and meta["words"] > 0
+    assert set(meta["sources"]) == {"wiki_summaries", "reuters", "news_extra"}
+    assert sum(s["words_written"] for s in meta["sources"].values()) == meta["words"]
 
     # The fine-tuned copy started from the demo biLM and read the NER train words.
     tuned_meta = json.loads(Path("training/demo/bilm_conll/model/meta.json").read_text())
