@@ -136,6 +136,7 @@ def test_report_row_from_a_metrics_file(tmp_path):
     path = tmp_path / "polysemy.json"
     path.write_text(json.dumps(data))
     fig = collect(ReportInputs(polysemy=path))
+    assert fig["polysemy_check"]["default"] == {"passed": 40.0, "n_words": 65.0}
     assert fig["inputs"]["polysemy"]["status"] == "ok"
     row = _row(rows(fig))
     assert row["metric"] == "same-sense > different-sense (output=average)"

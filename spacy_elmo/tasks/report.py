@@ -181,7 +181,7 @@ def collect(inputs: ReportInputs) -> dict:
         "pretraining": pretraining,
         "ner": ner,
         "stsb": stsb_fig,
-        "polysemy": polysemy_fig,
+        "polysemy_check": polysemy_fig,  # not "polysemy": report.json has the PCA projection under that key
         "wic": {
             "accuracy": wic_fig,
             "thresholds": {v: _num(row.get("threshold")) for v, row in wic_layers.items()},

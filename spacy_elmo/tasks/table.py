@@ -97,7 +97,7 @@ def rows(fig: dict) -> list[dict]:
         name = "train (threshold fit)" if split == "train" else split
         add("WiC", "accuracy %", name, **layer_cells(accuracy[split], 100))
 
-    polysemy = fig.get("polysemy") or {}
+    polysemy = fig.get("polysemy_check") or {}
     output = polysemy.get("output")
     poly_cells = {f"ELMo layer {j}": polysemy_cell(dig(polysemy, "layers", f"layer_{j}")) for j in range(n)}
     add("Polysemy check", "same-sense > different-sense" + (f" (output={output})" if output else ""), "hand-written words",
