@@ -162,9 +162,8 @@ def default_output() -> str:
 
 def _target_docs(nlp, pairs: Pairs) -> Iterable[tuple[str, str, object, int]]:
     """(word, sense, doc, target index) for every sentence, through the whole pipeline."""
-    keys = [(word, sense) for word, senses in pairs.items() for sense, sentences in senses.items() for _ in sentences]
-    texts = [sentence for senses in pairs.values() for sentences in senses.values() for sentence in sentences]
-    for (word, sense), doc in zip(keys, nlp.pipe(texts)):
+    items = [(word, sense, text) for word, senses in pairs.items() for sense, texts in senses.items() for text in texts]
+    for (word, sense, _), doc in zip(items, nlp.pipe(text for *_, text in items)):
         yield word, sense, doc, target_index([t.text for t in doc], word)
 
 
