@@ -43,7 +43,7 @@ def test_demo_runs_the_same_steps(project):
     assert project["workflows"]["demo"] == ["demo-" + step for step in project["workflows"]["all"]]
     expected = [
         "corpus-pretrain", "pretrain", "evaluate-perplexity", "export", "corpus-ner", "finetune-bilm", "train-ner-baseline",
-        "train-ner-elmo", "evaluate-ner", "evaluate-stsb", "evaluate-wic", "package", "report",
+        "train-ner-elmo", "evaluate-ner", "evaluate-stsb", "evaluate-wic", "evaluate-polysemy", "package", "report",
     ]
     assert project["workflows"]["all"] == expected
 

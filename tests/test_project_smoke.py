@@ -186,6 +186,8 @@ def test_demo_workflow_on_tiny_data(tmp_path, monkeypatch):
         "NER baseline words/s": report["ner"]["baseline"]["words_per_second"],
         "NER +ELMo words/s": report["ner"]["elmo"]["words_per_second"],
         "biLM words/s": report["words_per_second"]["bilm_stsb"],
+        "polysemy check words passed": report["polysemy_check"]["default"]["passed"],
+        **{f"polysemy check {v} words passed": d["passed"] for v, d in report["polysemy_check"]["layers"].items()},
         **{f"STS-B {split} {v}": value for split, d in report["stsb"].items() for v, value in d["spearman"].items()},
         **{f"WiC {split} {v}": value for split, d in report["wic"]["accuracy"].items() for v, value in d.items()},
     }

@@ -2,6 +2,8 @@
 
 - `stsb`: STS Benchmark, Spearman of the cosine of mean-pooled vectors, per layer (no training).
 - `wic`: Word-in-Context, accuracy of a cosine threshold fitted on train, per layer.
+- `polysemy_check`: same-sense vs different-sense cosine of hand-written word pairs, through the
+  `elmo` component at its default settings (issue 17; data in `data/polysemy_pairs.tsv`).
 - `ner`: CoNLL-2003 reading, conversion to spaCy DocBin, span P/R/F1 per entity type.
 - `pretrain_corpus`: the pretraining text (WikiText-103 raw, else a named local fallback).
 - `report` (+ `table`, `plots`, `curves`, `mixweights`, `polysemy`): every metrics file into one

@@ -35,6 +35,7 @@ class ReportInputs:
     ner_elmo: str | Path | None = None
     stsb: str | Path | None = None  # tasks.stsb.run_stsb output
     wic: str | Path | None = None  # tasks.wic.run_wic output
+    polysemy: str | Path | None = None  # tasks.polysemy_check.run_polysemy_check output
     model: str | Path | None = None  # biLM model dir, for the polysemy projection
     pipelines: dict[str, str | Path] = field(default_factory=dict)  # task -> trained pipeline (mix weights)
     settings: dict[str, Any] = field(default_factory=dict)  # shown in the header (corpus, sizes, seed)
@@ -115,11 +116,16 @@ def pretraining_figures(log_path: str | Path | None) -> dict[str, float | None]:
     return out
 
 
+def polysemy_counts(block: Any) -> dict[str, float | None]:
+    """{'passed', 'n_words'} of one polysemy check result (None where missing)."""
+    return {k: _num(dig(block, k)) for k in ("passed", "n_words")}
+
+
 def collect(inputs: ReportInputs) -> dict:
     """Everything the report shows, as plain JSON data (None where a figure is missing)."""
     status: dict[str, str] = {}
     loaded: dict[str, Any] = {}
-    for name in ("perplexity", "task_perplexity_general", "task_perplexity_finetuned", "ner_baseline", "ner_elmo", "stsb", "wic"):
+    for name in ("perplexity", "task_perplexity_general", "task_perplexity_finetuned", "ner_baseline", "ner_elmo", "stsb", "wic", "polysemy"):
         loaded[name], status[name] = _load(getattr(inputs, name))
     log = inputs.pretrain_log
     status["pretrain_log"] = "not given" if log is None else "ok" if Path(log).is_file() else f"missing: {log}"
@@ -150,6 +156,12 @@ def collect(inputs: ReportInputs) -> dict:
     wic_fig = {
         split: {variant: _num(row.get(split)) for variant, row in wic_layers.items()} for split in wic_splits
     }
+    polysemy = loaded["polysemy"] or {}
+    polysemy_fig = {
+        "output": dig(polysemy, "settings", "output"),
+        "default": polysemy_counts(polysemy.get("default")),
+        "layers": {name: polysemy_counts(block) for name, block in (polysemy.get("layers") or {}).items()},
+    }
     pretraining = pretraining_figures(inputs.pretrain_log)
     n_layers = next(
         (int(d["n_layers"]) for d in (stsb, wic) if isinstance(d.get("n_layers"), int)), DEFAULT_LAYERS
@@ -169,6 +181,7 @@ def collect(inputs: ReportInputs) -> dict:
         "pretraining": pretraining,
         "ner": ner,
         "stsb": stsb_fig,
+        "polysemy_check": polysemy_fig,  # not "polysemy": report.json has the PCA projection under that key
         "wic": {
             "accuracy": wic_fig,
             "thresholds": {v: _num(row.get("threshold")) for v, row in wic_layers.items()},

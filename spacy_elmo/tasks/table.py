@@ -39,6 +39,14 @@ def _cell(value: float | None, scale: float = 1.0, digits: int = 2) -> str:
     return NA if value is None else f"{value * scale:.{digits}f}"
 
 
+def polysemy_cell(counts: dict | None) -> str:
+    """'X of N (P %)': words whose same-sense cosine beats the different-sense one."""
+    passed, total = dig(counts, "passed"), dig(counts, "n_words")
+    if passed is None or not total:
+        return NA
+    return f"{passed:.0f} of {total:.0f} ({100 * passed / total:.1f} %)"
+
+
 def rows(fig: dict) -> list[dict]:
     """Table rows: {'task', 'metric', 'split', 'cells': {column: str}} (missing columns = '')."""
     n = fig["n_layers"]
@@ -89,6 +97,12 @@ def rows(fig: dict) -> list[dict]:
         name = "train (threshold fit)" if split == "train" else split
         add("WiC", "accuracy %", name, **layer_cells(accuracy[split], 100))
 
+    polysemy = fig.get("polysemy_check") or {}
+    output = polysemy.get("output")
+    poly_cells = {f"ELMo layer {j}": polysemy_cell(dig(polysemy, "layers", f"layer_{j}")) for j in range(n)}
+    add("Polysemy check", "same-sense > different-sense" + (f" (output={output})" if output else ""), "hand-written words",
+        baseline=poly_cells.get("ELMo layer 0", NA), elmo=polysemy_cell(polysemy.get("default")), **poly_cells)
+
     wps = fig["words_per_second"]
     add("Speed", "words/s, biLM pretraining", "train", elmo=_cell(wps["pretraining"], digits=0))
     add("Speed", "words/s, biLM inference (STS-B)", "dev, test", elmo=_cell(wps["bilm_stsb"], digits=0))
@@ -112,6 +126,8 @@ def render_markdown(fig: dict, table: list[dict], plots: dict[str, str]) -> str:
         "ELMo's learned scalar mix over the frozen biLM (in the project workflow, the copy fine-tuned on the NER "
         "train words; its perplexity on the dev words is the 'perplexity on NER text' row); for STS-B and WiC (no training) the equal-weight mix of all layers. "
         "WiC: threshold on the cosine fitted on train, then applied to dev and test. "
+        "Polysemy check: words whose same-sense cosine beats their different-sense cosine (ties fail), with the "
+        "component's default output in the +ELMo column (docs/polysemy-check.md). "
         f"{NA} = the step's output is missing (see report.json `inputs`); empty = does not apply."
     )
     lines += ["", legend, ""]
