@@ -19,13 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import requests
+import urllib3
 from tqdm import tqdm
 
 from ..atomic import atomic_path, fsync_dir
 from .errors import CacheError, DownloadError, VerificationError
 from .home import cache_error
 
-CHUNK_BYTES = 1 << 20
+CHUNK_BYTES = 1 << 16
 CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 
 
@@ -122,13 +123,13 @@ def _fetch_once(session, url, part, state, state_file, size, max_size, progress,
         bar = tqdm(total=total, initial=have, unit="B", unit_scale=True, unit_divisor=1024, desc=part.name[:-5], disable=not progress, leave=False)
         try:
             with open(part, "ab" if have else "wb") as out:
-                for chunk in response.iter_content(CHUNK_BYTES):
+                for chunk in _chunks(response):
                     have += len(chunk)
                     if have > limit or (total is not None and have > total):
                         raise VerificationError(f"{url}: the server sent more than the {min(limit, total or limit):,} bytes expected")
                     _write(out, chunk)
                     bar.update(len(chunk))
-        except requests.exceptions.ChunkedEncodingError as err:  # urllib3 IncompleteRead / ProtocolError
+        except (requests.exceptions.ChunkedEncodingError, urllib3.exceptions.HTTPError) as err:  # IncompleteRead
             raise _Interrupted(str(err)) from None
         except OSError as err:
             if err.errno == errno.ENOSPC:
@@ -142,6 +143,17 @@ def _fetch_once(session, url, part, state, state_file, size, max_size, progress,
         state["total"] = have
         _write_state(state_file, state)
     return state
+
+
+def _chunks(response: requests.Response):
+    """The body as it arrives: with urllib3 2, read1 hands over whatever came before a cut, so the
+    part keeps every byte received; iter_content would drop the unfinished chunk."""
+    read1 = getattr(response.raw, "read1", None)
+    if read1 is None:
+        yield from response.iter_content(CHUNK_BYTES)
+        return
+    while chunk := read1(CHUNK_BYTES):
+        yield chunk
 
 
 def _check_response(url: str, response: requests.Response, have: int) -> int:

@@ -59,7 +59,7 @@ def download_model(
     if builder is None:
         raise HubError(f"{name}: this version of spacy-elmo cannot install models of format '{entry.family.format}'")
     ensure_writable(home)
-    with _locked(entry, home, progress):
+    with _locked(entry, home):
         found = cached_model_dir(entry, home)
         if found is not None and not force:
             return found  # another process finished it while we waited
@@ -71,18 +71,17 @@ def download_model(
 
 
 class _locked:
-    def __init__(self, entry: CatalogEntry, home: Path, progress: bool) -> None:
+    def __init__(self, entry: CatalogEntry, home: Path) -> None:
         path = lock_path(entry, home)
         path.parent.mkdir(parents=True, exist_ok=True)
         self.lock = filelock.FileLock(str(path))
-        self.entry, self.home, self.progress = entry, home, progress
+        self.entry, self.home = entry, home
 
     def __enter__(self) -> None:
         try:
             self.lock.acquire(timeout=1)
         except filelock.Timeout:
-            if self.progress:
-                print(f"Waiting for another process downloading {self.entry.name} ({self.lock.lock_file})", file=sys.stderr)
+            print(f"Waiting for another process downloading {self.entry.name} ({self.lock.lock_file})", file=sys.stderr, flush=True)
             self.lock.acquire()
         except OSError as err:
             raise cache_error(self.home, err) from None
