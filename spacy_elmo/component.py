@@ -76,8 +76,8 @@ def find_model_files(
             )
         model = str(default)
     try:
-        if model is not None and allow_download:
-            model = str(resolve_model_name(model, allow_download=True) or model)
+        if model is not None:  # a name: its cached directory (this setting alone decides on downloading)
+            model = str(resolve_model_name(model, allow_download=allow_download) or model)
         files = resolve_model_files(model, options_file, weight_file)
         if not files.weight_file.is_file():
             raise ValueError(f"{files.weight_file}: weight file not found")

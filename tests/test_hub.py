@@ -387,7 +387,7 @@ def test_embed_with_a_name_that_is_not_downloaded_says_what_to_run(local, tmp_pa
     assert "spacy-elmo download test:tiny" in printed(result)
 
 
-def test_component_uses_a_named_model_and_the_pipeline_carries_the_weights(local, tmp_path):
+def test_component_uses_a_named_model_and_the_pipeline_carries_the_weights(local, tmp_path, monkeypatch):
     local.publish()
     nlp = spacy.blank("en")
     with pytest.raises(ValueError, match="spacy-elmo download test:tiny"):
@@ -400,7 +400,8 @@ def test_component_uses_a_named_model_and_the_pipeline_carries_the_weights(local
     assert (tmp_path / "pipeline" / "elmo" / "model" / "weights.hdf5").is_file()
     import shutil
 
-    shutil.rmtree(local.cache)  # the saved pipeline needs neither the cache nor the network
+    shutil.rmtree(local.cache)  # the saved pipeline needs neither the cache nor the network,
+    monkeypatch.setenv("SPACY_ELMO_ALLOW_DOWNLOAD", "1")  # even where downloading is allowed
     n_requests = len(local.server.log)
     loaded = spacy.load(tmp_path / "pipeline")
     np.testing.assert_array_equal(loaded("The cat sat .")._.elmo, expected)
@@ -411,6 +412,8 @@ def test_component_uses_a_named_model_and_the_pipeline_carries_the_weights(local
 def test_ner_config_accepts_a_name(local):
     local.publish()
     local.download()
-    config = spacy.util.load_config(REPO / "configs" / "ner_elmo.cfg", overrides={"paths.elmo_model": "test:tiny"}, interpolate=False)
-    nlp = spacy.util.load_model_from_config(config, auto_fill=True)
-    assert nlp.get_pipe("elmo")._files.directory == local.installed()
+    for name in ("ner_elmo.cfg", "textcat_elmo.cfg"):
+        config = spacy.util.load_config(REPO / "configs" / name, overrides={"paths.elmo_model": "test:tiny"}, interpolate=False)
+        nlp = spacy.util.load_model_from_config(config, auto_fill=True)
+        assert nlp.get_pipe("elmo")._files.directory == local.installed()
+    assert len(local.server.gets("tiny/weights.hdf5")) == 1

@@ -94,28 +94,17 @@ class _locked:
 
 
 def build_bilm_hdf5(entry: CatalogEntry, home: Path, fetch_options: dict[str, Any]) -> Path:
-    downloads = download_dir(entry, home)
-    downloads.mkdir(parents=True, exist_ok=True)
-    recorded = _read_hashes(home)
-    fetched: dict[str, tuple[str, Fetched, str]] = {}  # file name -> (role, file, where its sha256 came from)
-    for role, filename, cap in (
-        ("options", OPTIONS_NAME, OPTIONS_MAX_BYTES),
-        ("weights", WEIGHTS_NAME, _weights_cap(entry)),
-    ):
-        remote = entry.files[role]
-        expected, source = (remote.sha256, PUBLISHED) if remote.sha256 else (recorded.get(remote.url), RECORDED)
-        got = fetch(remote.url, downloads / filename, max_size=cap, size=remote.size, sha256=expected, sha256_source=source, **fetch_options)
-        fetched[filename] = (role, got, source)
+    fetched = fetch_files(
+        entry, home, [("options", OPTIONS_NAME, OPTIONS_MAX_BYTES), ("weights", WEIGHTS_NAME, _weights_cap(entry))], fetch_options
+    )
+    folder = download_dir(entry, home)
     try:
-        options = check_bilm_files(entry, downloads / OPTIONS_NAME, downloads / WEIGHTS_NAME)
+        options = check_bilm_files(entry, folder / OPTIONS_NAME, folder / WEIGHTS_NAME)
     except VerificationError:
-        shutil.rmtree(downloads, ignore_errors=True)  # bad files: the next try downloads afresh
+        shutil.rmtree(folder, ignore_errors=True)  # bad files: the next try downloads afresh
         raise
-    _record_hashes(home, {entry.files[role].url: got.sha256 for role, got, _ in fetched.values()})
-    meta = _meta(entry, options, fetched)
-    directory = _install(entry, home, {OPTIONS_NAME: downloads / OPTIONS_NAME, WEIGHTS_NAME: downloads / WEIGHTS_NAME}, meta)
-    shutil.rmtree(downloads, ignore_errors=True)
-    return directory
+    model_files = {OPTIONS_NAME: folder / OPTIONS_NAME, WEIGHTS_NAME: folder / WEIGHTS_NAME}
+    return finish_install(entry, home, fetched, model_files, parameters=count_parameters(options))
 
 
 def check_bilm_files(entry: CatalogEntry, options_file: Path, weight_file: Path) -> ElmoOptions:
@@ -159,6 +148,39 @@ def _weights_cap(entry: CatalogEntry) -> int:
 
 # ---- shared by every format -----------------------------------------------------------------------
 
+FetchedFile = tuple[str, Fetched, str]  # (catalog role, the file, where the sha256 it matched came from)
+
+
+def fetch_files(
+    entry: CatalogEntry, home: Path, wanted: list[tuple[str, str, int]], fetch_options: dict[str, Any]
+) -> dict[str, FetchedFile]:
+    """Fetch each (role, file name, most bytes) of `entry` into its downloads folder.
+
+    A published sha256 must match; otherwise one recorded at an earlier download of the same URL
+    must (trust on first use; finish_install records it).
+    """
+    folder = download_dir(entry, home)
+    folder.mkdir(parents=True, exist_ok=True)
+    recorded = _read_hashes(home)
+    fetched: dict[str, FetchedFile] = {}
+    for role, filename, max_size in wanted:
+        remote = entry.files[role]
+        expected, source = (remote.sha256, PUBLISHED) if remote.sha256 else (recorded.get(remote.url), RECORDED)
+        got = fetch(remote.url, folder / filename, max_size=max_size, size=remote.size, sha256=expected, sha256_source=source, **fetch_options)
+        fetched[filename] = (role, got, source)
+    return fetched
+
+
+def finish_install(
+    entry: CatalogEntry, home: Path, fetched: dict[str, FetchedFile], model_files: dict[str, Path], parameters: int
+) -> Path:
+    """Record the checksums, then move `model_files` (name in the directory -> file) and meta.json +
+    MODEL_CARD.md into the model's directory in one rename; clear the downloads folder."""
+    _record_hashes(home, {entry.files[role].url: got.sha256 for role, got, _ in fetched.values()})
+    directory = _install(entry, home, model_files, _meta(entry, parameters, fetched))
+    shutil.rmtree(download_dir(entry, home), ignore_errors=True)
+    return directory
+
 
 def _install(entry: CatalogEntry, home: Path, files: dict[str, Path], meta: dict[str, Any]) -> Path:
     """Assemble the model directory beside its final place, then move it there in one rename."""
@@ -188,7 +210,7 @@ def _install(entry: CatalogEntry, home: Path, files: dict[str, Path], meta: dict
     return final
 
 
-def _meta(entry: CatalogEntry, options: ElmoOptions, files: dict[str, tuple[str, Fetched, str]]) -> dict[str, Any]:
+def _meta(entry: CatalogEntry, parameters: int, files: dict[str, FetchedFile]) -> dict[str, Any]:
     catalog = load_catalog()
     return {
         "name": entry.name,
@@ -196,7 +218,7 @@ def _meta(entry: CatalogEntry, options: ElmoOptions, files: dict[str, tuple[str,
         "family": entry.family.name,
         "language": entry.language,
         "corpus": entry.corpus,
-        "parameters": count_parameters(options),
+        "parameters": parameters,
         "parameters_published": entry.parameters_published,
         "licence": entry.licence,
         "licence_note": entry.licence_note,
@@ -236,4 +258,6 @@ def _record_hashes(home: Path, hashes: dict[str, str]) -> None:
             tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
+# format -> builder(entry, home, fetch_options) -> model directory. An archive format (a zip plus a
+# converter, e.g. ELMoForManyLangs) adds its builder here: fetch_files, convert, finish_install.
 BUILDERS: dict[str, Builder] = {"bilm-hdf5": build_bilm_hdf5}
