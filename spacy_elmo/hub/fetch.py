@@ -50,7 +50,12 @@ def _write(out, chunk: bytes) -> None:
 
 
 class _Interrupted(Exception):
-    """The connection ended before the whole file came: try again from where the part ends."""
+    """The connection ended before the whole file came: try again from where the part ends (or,
+    with restart, from the beginning: the server cannot continue this part)."""
+
+    def __init__(self, message: str, restart: bool = False) -> None:
+        super().__init__(message)
+        self.restart = restart
 
 
 def fetch(
@@ -88,6 +93,8 @@ def fetch(
                 break
             except (_Interrupted, requests.ConnectionError, requests.Timeout) as err:
                 last_error = err
+                if getattr(err, "restart", False):
+                    part.unlink(missing_ok=True)
         else:
             have = part.stat().st_size if part.exists() else 0
             raise DownloadError(
@@ -102,7 +109,7 @@ def _fetch_once(session, url, part, state, state_file, size, max_size, progress,
     total = state.get("total")
     if have and total == have:
         return state  # complete already: a previous run was stopped before checking it
-    headers = {}
+    headers = {"Accept-Encoding": "identity"}  # the bytes as stored: sizes and Range offsets then agree
     if have:
         headers["Range"] = f"bytes={have}-"
         if state.get("etag"):
@@ -159,6 +166,8 @@ def _chunks(response: requests.Response):
 def _check_response(url: str, response: requests.Response, have: int) -> int:
     """Raise on an error answer; the offset the body starts at (0, or `have` for a resumed part)."""
     code = response.status_code
+    if code == 416 and have:  # the part does not fit the file any more: start over
+        raise _Interrupted("the server refused to resume (HTTP 416)", restart=True)
     if code == 404:
         raise DownloadError(f"{url}: not found (HTTP 404). The file has moved or was removed; see docs/models.md for where the model is published")
     if code >= 400:
@@ -168,7 +177,7 @@ def _check_response(url: str, response: requests.Response, have: int) -> int:
     if code == 206 and have:
         match = CONTENT_RANGE.match(response.headers.get("Content-Range", ""))
         if not match or int(match[1]) != have:
-            raise _Interrupted(f"the server resumed at the wrong offset ({response.headers.get('Content-Range')!r})")
+            raise _Interrupted(f"the server resumed at the wrong offset ({response.headers.get('Content-Range')!r})", restart=True)
         return have
     if code != 200:
         raise DownloadError(f"{url}: unexpected HTTP {code} {response.reason}")
