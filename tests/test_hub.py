@@ -4,11 +4,12 @@ serving tiny models made here; no test touches the internet."""
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import hashlib
 import json
-import math
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -234,8 +235,6 @@ def _weights(local) -> bytes:
 def test_a_changed_file_fails_the_checksum_recorded_at_first_download(local):
     local.publish()
     local.download()
-    import shutil
-
     shutil.rmtree(local.installed())
     local.publish(seed=1)  # same URL, other bytes
     with pytest.raises(hub.VerificationError, match="recorded at first download"):
@@ -258,8 +257,6 @@ def test_html_error_pages_are_refused(local):
 
 
 def test_weights_that_do_not_fit_the_options_are_refused(local, tiny_options):
-    import dataclasses
-
     other = dataclasses.replace(tiny_options, lstm=dataclasses.replace(tiny_options.lstm, dim=24))
     options, _ = local.model_files()
     _, weights = local.model_files(options=other)
@@ -398,8 +395,6 @@ def test_component_uses_a_named_model_and_the_pipeline_carries_the_weights(local
     expected = nlp("The cat sat .")._.elmo
     nlp.to_disk(tmp_path / "pipeline")
     assert (tmp_path / "pipeline" / "elmo" / "model" / "weights.hdf5").is_file()
-    import shutil
-
     shutil.rmtree(local.cache)  # the saved pipeline needs neither the cache nor the network,
     monkeypatch.setenv("SPACY_ELMO_ALLOW_DOWNLOAD", "1")  # even where downloading is allowed
     n_requests = len(local.server.log)
@@ -417,3 +412,23 @@ def test_ner_config_accepts_a_name(local):
         nlp = spacy.util.load_model_from_config(config, auto_fill=True)
         assert nlp.get_pipe("elmo")._files.directory == local.installed()
     assert len(local.server.gets("tiny/weights.hdf5")) == 1
+
+
+def test_spacy_package_of_a_named_model_carries_the_weights(local, tmp_path):
+    local.publish()
+    local.download()
+    nlp = spacy.blank("en")
+    nlp.add_pipe("elmo", config={"model": "test:tiny"})
+    expected = nlp("The cat sat .")._.elmo
+    nlp.to_disk(tmp_path / "pipeline")
+    (tmp_path / "packages").mkdir()
+    package = subprocess.run(
+        [sys.executable, "-m", "spacy", "package", str(tmp_path / "pipeline"), str(tmp_path / "packages"),
+         "--name", "named_test", "--version", "0.0.1", "--build", "none", "--force"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert package.returncode == 0, package.stdout[-3000:] + package.stderr[-3000:]
+    (weights,) = (tmp_path / "packages").rglob("elmo/model/weights.hdf5")
+    shutil.rmtree(local.cache)
+    loaded = spacy.load(weights.parents[2])  # the pipeline folder inside the package
+    np.testing.assert_array_equal(loaded("The cat sat .")._.elmo, expected)
