@@ -274,12 +274,10 @@ def test_a_full_disk_is_a_clear_error_and_the_download_resumes_later(local, monk
     class Usage:
         free = 10
 
-    monkeypatch.setattr(fetch_module.shutil, "disk_usage", lambda path: Usage)
-    with pytest.raises(hub.CacheError, match="not enough free disk space"):
-        local.download()
-    monkeypatch.undo()
-    local.monkeypatch.setenv("SPACY_ELMO_HOME", str(local.cache))
-    local.write_catalog()
+    with monkeypatch.context() as patch:
+        patch.setattr(fetch_module.shutil, "disk_usage", lambda path: Usage)
+        with pytest.raises(hub.CacheError, match="not enough free disk space"):
+            local.download()
     written = []
 
     def write_until_full(out, chunk):  # the disk fills up after the first piece of the weights
@@ -289,7 +287,6 @@ def test_a_full_disk_is_a_clear_error_and_the_download_resumes_later(local, monk
             written.append(len(chunk))
         out.write(chunk)
 
-    local.server.throttle = 0
     monkeypatch.setattr(fetch_module, "CHUNK_BYTES", 4096)
     monkeypatch.setattr(fetch_module, "_write", write_until_full)
     with pytest.raises(hub.CacheError, match="the disk is full"):

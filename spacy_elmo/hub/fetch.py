@@ -66,12 +66,14 @@ def fetch(
     size: int | None = None,
     sha256: str | None = None,
     sha256_source: str = "published",
+    desc: str | None = None,
     progress: bool = True,
     retries: int = 3,
     backoff: float = 1.0,
     timeout: float = 30.0,
 ) -> Fetched:
-    """Download `url` to `dest`. size / sha256: what the file must be (None = not known).
+    """Download `url` to `dest`. size / sha256: what the file must be (None = not known); desc:
+    the progress bar's label.
 
     max_size caps what is written before anything is (a server that announces or sends more is
     refused). Raises DownloadError (network, HTTP), VerificationError (wrong size or checksum, an
@@ -83,13 +85,14 @@ def fetch(
     if state.get("url") != url:  # a part of some other file: start over
         part.unlink(missing_ok=True)
         state = {"url": url}
+    label = (desc or dest.name) if progress else None
     last_error: Exception | None = None
     with requests.Session() as session:
         for attempt in range(retries + 1):
             if attempt:
                 time.sleep(backoff * attempt)
             try:
-                state = _fetch_once(session, url, part, state, state_file, size, max_size, progress, timeout)
+                state = _fetch_once(session, url, part, state, state_file, size, max_size, label, timeout)
                 break
             except (_Interrupted, requests.ConnectionError, requests.Timeout) as err:
                 last_error = err
@@ -104,7 +107,8 @@ def fetch(
     return _finish(url, part, state_file, dest, state, size, sha256, sha256_source)
 
 
-def _fetch_once(session, url, part, state, state_file, size, max_size, progress, timeout) -> dict:
+def _fetch_once(session, url, part, state, state_file, size, max_size, label: str | None, timeout) -> dict:
+    """One GET (resuming the part when there is one). label: the progress bar's, None = no bar."""
     have = part.stat().st_size if part.exists() else 0
     total = state.get("total")
     if have and total == have:
@@ -127,7 +131,7 @@ def _fetch_once(session, url, part, state, state_file, size, max_size, progress,
         _check_free_space(part.parent, (total or 0) - have)
         state = {"url": url, "etag": response.headers.get("ETag"), "total": total}
         _write_state(state_file, state)
-        bar = tqdm(total=total, initial=have, unit="B", unit_scale=True, unit_divisor=1024, desc=part.name[:-5], disable=not progress, leave=False)
+        bar = tqdm(total=total, initial=have, unit="B", unit_scale=True, unit_divisor=1024, desc=label, disable=label is None)
         try:
             with open(part, "ab" if have else "wb") as out:
                 for chunk in _chunks(response):

@@ -166,7 +166,10 @@ def fetch_files(
     for role, filename, max_size in wanted:
         remote = entry.files[role]
         expected, source = (remote.sha256, PUBLISHED) if remote.sha256 else (recorded.get(remote.url), RECORDED)
-        got = fetch(remote.url, folder / filename, max_size=max_size, size=remote.size, sha256=expected, sha256_source=source, **fetch_options)
+        got = fetch(
+            remote.url, folder / filename, max_size=max_size, size=remote.size, sha256=expected, sha256_source=source,
+            desc=f"{entry.name} {filename}", **fetch_options,
+        )
         fetched[filename] = (role, got, source)
     return fetched
 
