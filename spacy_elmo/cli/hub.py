@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import textwrap
 from pathlib import Path
 from typing import Optional
 
@@ -67,7 +68,7 @@ def models_cli(
     msg.divider("Published ELMo models")
     msg.table(
         [
-            (m["name"], m["language"], f"{m['parameters'] / 1e6:.1f}M" if m["parameters"] else "?", m["corpus"][:48], "yes" if m["cached"] else "")
+            (m["name"], m["language"], f"{m['parameters'] / 1e6:.1f}M" if m["parameters"] else "?", textwrap.shorten(m["corpus"], 44, placeholder=" ..."), "yes" if m["cached"] else "")
             for m in listing
         ],
         header=("name", "lang", "params", "corpus", "cached"),

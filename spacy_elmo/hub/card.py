@@ -25,7 +25,8 @@ def model_card(entry: CatalogEntry, meta: dict[str, Any]) -> str:
         lines.append(f"| {name} | {info['url']} | {info['size']:,} | `{info['sha256']}` ({info['sha256_source']}) |")
     if entry.note:
         lines += ["", "## Notes", "", entry.note]
-    lines += ["", "## Sources", ""]
-    lines += [f"- {text}" for text in meta["sources"].values()]
+    if meta["sources"]:
+        lines += ["", "## Sources", ""]
+        lines += [f"- {text}" for text in meta["sources"].values()]
     lines += ["", f"Use it with `nlp.add_pipe(\"elmo\", config={{\"model\": \"{entry.name}\"}})`.", ""]
     return "\n".join(lines)
