@@ -182,6 +182,9 @@ def test_dead_url_and_404_and_server_error(local):
     local.publish("test:dead", options_url="http://127.0.0.1:9/options.json")  # nothing listens on port 9
     with pytest.raises(hub.DownloadError, match="cannot connect"):
         local.download("test:dead", retries=1)
+    local.publish("test:typo", options_url="htps://127.0.0.1/options.json")
+    with pytest.raises(hub.DownloadError, match="htps://127.0.0.1/options.json: No connection adapters"):
+        local.download("test:typo")
     local.publish("test:broken")
     local.server.faults["/broken/options.json"] = ["500"]
     with pytest.raises(hub.DownloadError, match="HTTP 500"):

@@ -98,6 +98,8 @@ def fetch(
                 last_error = err
                 if getattr(err, "restart", False):
                     part.unlink(missing_ok=True)
+            except requests.RequestException as err:  # a bad URL, too many redirects, ...: retrying won't help
+                raise DownloadError(f"{url}: {err}") from None
         else:
             have = part.stat().st_size if part.exists() else 0
             raise DownloadError(
@@ -242,6 +244,8 @@ def _write_state(path: Path, state: dict) -> None:
 
 
 def _reason(err: Exception | None) -> str:
+    if isinstance(err, (requests.exceptions.SSLError, requests.exceptions.ProxyError)):
+        return f"{type(err).__name__}: {err}"
     if isinstance(err, requests.ConnectionError):
         return "cannot connect: no network, or the host is down"
     if isinstance(err, requests.Timeout):

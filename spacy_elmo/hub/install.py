@@ -13,7 +13,8 @@ import math
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -70,24 +71,24 @@ def download_model(
             raise cache_error(home, err) from None
 
 
-class _locked:
-    def __init__(self, entry: CatalogEntry, home: Path) -> None:
-        path = lock_path(entry, home)
+@contextmanager
+def _locked(entry: CatalogEntry, home: Path) -> Iterator[None]:
+    """Hold the model's download lock; a second process waits (and says so) until the first is done."""
+    path = lock_path(entry, home)
+    lock = filelock.FileLock(str(path))
+    try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.lock = filelock.FileLock(str(path))
-        self.entry, self.home = entry, home
-
-    def __enter__(self) -> None:
         try:
-            self.lock.acquire(timeout=1)
+            lock.acquire(timeout=1)
         except filelock.Timeout:
-            print(f"Waiting for another process downloading {self.entry.name} ({self.lock.lock_file})", file=sys.stderr, flush=True)
-            self.lock.acquire()
-        except OSError as err:
-            raise cache_error(self.home, err) from None
-
-    def __exit__(self, *exc: Any) -> None:
-        self.lock.release()
+            print(f"Waiting for another process downloading {entry.name} ({path})", file=sys.stderr, flush=True)
+            lock.acquire()
+    except OSError as err:
+        raise cache_error(home, err) from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 # ---- the bilm-tf / AllenNLP format: options JSON + HDF5 weights, used as they are ---------------
