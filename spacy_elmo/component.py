@@ -2,6 +2,7 @@
 
     nlp.add_pipe("elmo")                                        # the packaged default model
     nlp.add_pipe("elmo", config={"model": "path/to/model_dir"})  # options.json + weights.hdf5
+    nlp.add_pipe("elmo", config={"model": "allennlp:original"})  # a published model (spacy-elmo download)
     nlp.add_pipe("elmo", config={"options_file": "options.json", "weight_file": "weights.hdf5"})
 
 Registered through the `spacy_factories` entry point, so spaCy finds it without an import.
@@ -39,6 +40,7 @@ from .bilm import (
 )
 from .bilm.weights import META_NAME, OPTIONS_NAME, WEIGHTS_NAME
 from .cache import LayerCache
+from .hub import resolve_model_name
 from .data import EXTENSION, LAYERS_EXTENSION, install_extensions, set_similarity_hooks
 from .layers import ElmoBiLM, ElmoLayers, ElmoListener, get_bilm, mix_layers, set_bilm
 
@@ -46,7 +48,8 @@ MODEL_DIR = "model"  # the model directory inside the component's folder
 OUTPUTS = ("top", "average", "mix")
 HOW_TO_CHOOSE = (
     "Tell the component where the weights are: nlp.add_pipe('elmo', config={'model': 'path/to/dir'}) "
-    f"for a model directory ({OPTIONS_NAME} + {WEIGHTS_NAME}), or config={{'options_file': "
+    f"for a model directory ({OPTIONS_NAME} + {WEIGHTS_NAME}) or a published model's name such as "
+    "'allennlp:original' (spacy-elmo models lists them), or config={'options_file': "
     "'options.json', 'weight_file': 'weights.hdf5'} for a bilm-tf / AllenNLP pair."
 )
 
@@ -54,9 +57,16 @@ install_extensions()
 
 
 def find_model_files(
-    model: str | None = None, options_file: str | None = None, weight_file: str | None = None
+    model: str | None = None,
+    options_file: str | None = None,
+    weight_file: str | None = None,
+    allow_download: bool = False,
 ) -> tuple[ModelFiles, ElmoOptions]:
-    """Check that the weights exist and read their options (cheap: the weights are read later)."""
+    """Check that the weights exist and read their options (cheap: the weights are read later).
+
+    A published model's name resolves to its cached directory; with allow_download, a model that
+    is not cached yet is downloaded first.
+    """
     if model is None and options_file is None and weight_file is None:
         default = default_model.default_model_dir()
         if default is None:
@@ -66,6 +76,8 @@ def find_model_files(
             )
         model = str(default)
     try:
+        if model is not None:  # a name: its cached directory (this setting alone decides on downloading)
+            model = str(resolve_model_name(model, allow_download=allow_download) or model)
         files = resolve_model_files(model, options_file, weight_file)
         if not files.weight_file.is_file():
             raise ValueError(f"{files.weight_file}: weight file not found")
@@ -102,6 +114,7 @@ def _restoring(nlp: Language, name: str) -> bool:
         "context": "auto",
         "device": "auto",
         "cache_mb": 0,
+        "allow_download": False,
     },
     assigns=["doc._.elmo", "token._.elmo", "span._.elmo"],
     default_score_weights={},
@@ -123,12 +136,14 @@ def make_elmo(
     context: str,
     device: str,
     cache_mb: float,
+    allow_download: bool,
 ) -> Elmo:
     """Create the `elmo` component.
 
-    model (str | None): a model directory (options.json + weights.hdf5 [+ meta.json]).
-        With model, options_file and weight_file all null: the default model that ships in
-        spacy_elmo/default_model/.
+    model (str | None): a model directory (options.json + weights.hdf5 [+ meta.json]), or a
+        published model's name such as "allennlp:original" (`spacy-elmo models` lists them; used
+        from the cache, see allow_download). With model, options_file and weight_file all null:
+        the default model that ships in spacy_elmo/default_model/.
     options_file (str | None): a bilm-tf / AllenNLP options.json (with weight_file, instead of model).
     weight_file (str | None): the matching HDF5 weight file.
     output (str | int): what `doc._.elmo` holds: "average" of all layers, "top" layer,
@@ -151,10 +166,15 @@ def make_elmo(
     cache_mb (float): keep up to this many MB of layers of docs already read and reuse them when
         the same tokens come again: training epochs and dev evaluations then run the biLM once per
         doc (CoNLL-2003's train set takes ~620 MB). Only while the biLM is frozen; 0 = off.
+    allow_download (bool): when `model` names a published model that is not cached yet, download
+        it while the pipeline is built (never while a saved pipeline is loaded: its weights are
+        in its own folder). False: the error says to run `spacy-elmo download NAME`.
     """
     files = options = None
     try:
-        files, options = find_model_files(model, options_file, weight_file)
+        files, options = find_model_files(
+            model, options_file, weight_file, allow_download=allow_download and not _restoring(nlp, name)
+        )
     except ValueError:
         if not _restoring(nlp, name):
             raise

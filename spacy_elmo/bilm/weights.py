@@ -198,16 +198,24 @@ class ModelFiles:
             raise WeightFileError(f"{path}: unreadable model metadata ({err})") from None
 
 
+def _named_model_dir(model: str | Path) -> Path | None:
+    """A published model's name ("allennlp:small") -> its cached directory; None for a path."""
+    from ..hub import resolve_model_name  # on use: `import bilm` loads no catalog or network code
+
+    return resolve_model_name(model)
+
+
 def resolve_model_files(
     model: str | Path | None = None,
     options_file: str | Path | None = None,
     weight_file: str | Path | None = None,
 ) -> ModelFiles:
-    """Accept either a model directory or an explicit options file + weight file (not both)."""
+    """Accept either a model directory (or a published model's name) or an explicit options file +
+    weight file (not both)."""
     if model is not None and (options_file is not None or weight_file is not None):
         raise ValueError("give either a model directory or options_file + weight_file, not both")
     if model is not None:
-        directory = Path(model)
+        directory = _named_model_dir(model) or Path(model)
         if not directory.is_dir():
             raise WeightFileError(
                 f"{directory}: not a model directory (expected a folder with {OPTIONS_NAME} and {WEIGHTS_NAME})"

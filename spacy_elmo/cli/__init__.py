@@ -4,7 +4,7 @@ import typer
 
 app = typer.Typer(
     name="spacy-elmo",
-    help="ELMo for spaCy: embed text, pretrain and evaluate biLMs, convert weight files.",
+    help="ELMo for spaCy: embed text, pretrain and evaluate biLMs, convert weight files, download published models.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -18,7 +18,7 @@ def _root() -> None:
 
 # Importing a command module registers its commands on `app`.
 from . import embed, model_tools  # noqa: E402,F401
-from . import evaluate, pretrain  # noqa: E402,F401
+from . import evaluate, hub, pretrain  # noqa: E402,F401
 
 
 def main() -> None:

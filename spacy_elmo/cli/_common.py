@@ -11,7 +11,9 @@ from wasabi import msg
 from ..bilm import BiLM, ModelFiles, OptionsError, WeightFileError, load_bilm, resolve_model_files
 from ..default_model import default_model_dir
 
-ModelOpt = typer.Option(None, "--model", "-m", help="Model directory (options.json + weights.hdf5).")
+ModelOpt = typer.Option(
+    None, "--model", "-m", help="Model directory (options.json + weights.hdf5), or a published model's name such as allennlp:small (spacy-elmo models)."
+)
 OptionsFileOpt = typer.Option(None, "--options-file", help="ELMo options.json (use with --weight-file).")
 WeightFileOpt = typer.Option(None, "--weight-file", help="ELMo HDF5 weight file (use with --options-file).")
 DeviceOpt = typer.Option("cpu", "--device", help="Torch device: cpu, cuda, cuda:1, ...")

@@ -1,0 +1,76 @@
+"""`spacy-elmo download` and `spacy-elmo models`: the published ELMo models by name."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+from typing import Optional
+
+import typer
+from wasabi import msg
+
+from ..hub import HOME_ENV, HubError, cache_home, cached_model_dir, download_model, load_catalog
+from . import app
+
+CacheDirOpt = typer.Option(None, "--cache-dir", help=f"Model cache folder (default: ${HOME_ENV}, else the user cache folder).")
+
+
+@app.command("download")
+def download_cli(
+    name: str = typer.Argument(..., help="A model name from `spacy-elmo models`, e.g. allennlp:original."),
+    cache_dir: Optional[Path] = CacheDirOpt,
+    force: bool = typer.Option(False, "--force", help="Download again even if the model is cached."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+) -> None:
+    """Download a published ELMo model into the cache (resumable; verified before use).
+
+    Afterwards the name works everywhere a model directory does: config {"model": NAME},
+    `spacy-elmo embed --model NAME`, `load_bilm(NAME)`.
+    """
+    try:
+        directory = download_model(name, cache_dir, force=force, progress=progress)
+    except HubError as err:
+        msg.fail(str(err), exits=1)
+    msg.good(f"{name} is in {directory}")
+    print(
+        f"Use it: nlp.add_pipe('elmo', config={{'model': '{name}'}})\n"
+        f"Offline machines: copy {directory} to <their cache>/models/{directory.parent.name}/{directory.name} "
+        f"(their cache: `spacy-elmo models` prints it), or pass the folder's path as the model."
+    )
+
+
+@app.command("models")
+def models_cli(
+    cache_dir: Optional[Path] = CacheDirOpt,
+    as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
+) -> None:
+    """List the published models that `spacy-elmo download` knows, and which are cached here."""
+    try:
+        catalog = load_catalog()
+    except HubError as err:
+        msg.fail(str(err), exits=1)
+    home = cache_home(cache_dir)
+    listing = []
+    for name, entry in sorted(catalog.models.items()):
+        found = cached_model_dir(entry, home)
+        listing.append({
+            "name": name,
+            "title": entry.title,
+            "language": entry.language,
+            "parameters": entry.parameters,
+            "corpus": entry.corpus,
+            "cached": str(found) if found else None,
+        })
+    if as_json:
+        print(json.dumps({"cache": str(home), "models": listing}, indent=2))
+        return
+    msg.divider("Published ELMo models")
+    msg.table(
+        [
+            (m["name"], m["language"], f"{m['parameters'] / 1e6:.1f}M" if m["parameters"] else "?", textwrap.shorten(m["corpus"], 44, placeholder=" ..."), "yes" if m["cached"] else "")
+            for m in listing
+        ],
+        header=("name", "lang", "params", "corpus", "cached"),
+    )
+    print(f"Cache: {home}   (set {HOME_ENV} or --cache-dir to change; details and sources: docs/models.md)")

@@ -1,0 +1,82 @@
+"""The cache folder and its layout.
+
+    <home>/models/<family>/<variant>/    finished model directories (options.json, weights.hdf5, ...)
+    <home>/downloads/<family>/<variant>/ files being downloaded (*.part, resumable)
+    <home>/locks/<family>/<variant>.lock one download of a model at a time
+    <home>/hashes.json                   sha256 recorded at first download when none is published
+
+<home> is --cache-dir, else $SPACY_ELMO_HOME, else the platform's user cache folder
+(platformdirs: ~/.cache/spacy-elmo on Linux). A finished model directory appears in one rename, so
+its presence means it is complete; copying it into another machine's <home>/models/ works too.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import tempfile
+from pathlib import Path
+
+import platformdirs
+
+from .catalog import CatalogEntry
+from .errors import CacheError
+
+HOME_ENV = "SPACY_ELMO_HOME"
+
+
+def cache_home(cache_dir: str | Path | None = None) -> Path:
+    if cache_dir is not None:
+        return Path(cache_dir).expanduser()
+    env = os.environ.get(HOME_ENV)
+    if env:
+        return Path(env).expanduser()
+    return Path(platformdirs.user_cache_dir("spacy-elmo", appauthor=False))
+
+
+def model_dir(entry: CatalogEntry, home: Path) -> Path:
+    return home / "models" / entry.folder
+
+
+def download_dir(entry: CatalogEntry, home: Path) -> Path:
+    return home / "downloads" / entry.folder
+
+
+def lock_path(entry: CatalogEntry, home: Path) -> Path:
+    return (home / "locks" / entry.folder).with_suffix(".lock")
+
+
+def hashes_path(home: Path) -> Path:
+    return home / "hashes.json"
+
+
+def cached_model_dir(entry: CatalogEntry, home: Path) -> Path | None:
+    """The finished model directory, or None when the model is not in this cache."""
+    directory = model_dir(entry, home)
+    if (directory / "options.json").is_file() and (directory / "weights.hdf5").is_file():
+        return directory
+    return None
+
+
+def ensure_writable(home: Path) -> None:
+    """Make the cache's folders, or say in one line why the cache cannot be written."""
+    try:
+        for sub in ("models", "downloads", "locks"):
+            (home / sub).mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=home)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise cache_error(home, err) from None
+
+
+def cache_error(home: Path, err: OSError) -> CacheError:
+    if err.errno == errno.ENOSPC:
+        return CacheError(
+            f"{home}: the disk is full ({err.strerror}). Free some space, or download into another "
+            f"folder with --cache-dir DIR (or {HOME_ENV}=DIR)"
+        )
+    return CacheError(
+        f"{home}: the model cache cannot be written ({err.strerror or err}; read-only?). Models already "
+        f"in it are still used; to download, pass --cache-dir DIR or set {HOME_ENV}=DIR to a writable folder"
+    )
