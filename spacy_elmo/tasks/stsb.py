@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
+
 from ..bilm.embedder import Embedder
 from ._io import write_json
 from .features import Throughput, load_embedder, mean_pooled, variants
@@ -64,7 +66,9 @@ def evaluate_stsb(embedder: Embedder, pairs: Sequence[StsPair], throughput: Thro
     gold = [p.score for p in pairs]
     result: dict = {"n_pairs": n, "spearman": {}, "pearson": {}}
     for name, vectors in variants(pooled).items():
-        cos = cosine_rows(vectors[:n], vectors[n:])  # (n,)
+        # Rounded to 6 decimals: cosines that differ by float noise alone (the same sentence read
+        # in two batches) tie, rather than being ranked by rounding.
+        cos = np.round(cosine_rows(vectors[:n], vectors[n:]), 6)  # (n,)
         result["spearman"][name] = finite_or_none(spearman(cos, gold))
         result["pearson"][name] = finite_or_none(pearson(cos, gold))
     return result
