@@ -102,6 +102,7 @@ def _restoring(nlp: Language, name: str) -> bool:
         "context": "auto",
         "device": "auto",
         "cache_mb": 0,
+        "threads": 0,
     },
     assigns=["doc._.elmo", "token._.elmo", "span._.elmo"],
     default_score_weights={},
@@ -123,6 +124,7 @@ def make_elmo(
     context: str,
     device: str,
     cache_mb: float,
+    threads: int,
 ) -> Elmo:
     """Create the `elmo` component.
 
@@ -151,6 +153,9 @@ def make_elmo(
     cache_mb (float): keep up to this many MB of layers of docs already read and reuse them when
         the same tokens come again: training epochs and dev evaluations then run the biLM once per
         doc (CoNLL-2003's train set takes ~620 MB). Only while the biLM is frozen; 0 = off.
+    threads (int): torch threads while the biLM runs; 0 = torch's default (all cores; one per
+        worker of nlp.pipe(n_process>1)). On a busy machine 1 can be several times faster.
+        Torch's thread count is process-wide, so this also applies to other torch code.
     """
     files = options = None
     try:
@@ -160,7 +165,7 @@ def make_elmo(
             raise
     return Elmo(
         nlp.vocab,
-        ElmoBiLM(words_per_batch=words_per_batch, window_size=window_size, context=context),
+        ElmoBiLM(words_per_batch=words_per_batch, window_size=window_size, context=context, threads=threads),
         name,
         files=files,
         options=options,
@@ -198,6 +203,14 @@ def _torch_device(device: str) -> torch.device | None:
     if parsed.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"elmo component: device {device!r} asked for, but PyTorch sees no CUDA GPU")
     return parsed
+
+
+class PendingLayers(weakref.WeakKeyDictionary):
+    """doc -> [layers, reads left]. A pickled copy (nlp.pipe(n_process>1) under spawn or
+    forkserver) starts empty: the layers belong to this process's docs."""
+
+    def __reduce__(self):
+        return (PendingLayers, ())
 
 
 class Elmo(TrainablePipe):
@@ -239,7 +252,7 @@ class Elmo(TrainablePipe):
         self._meta: dict[str, Any] = {}
         # Layers kept for listeners at prediction time: doc -> [layers, reads left]. Weak keys, so
         # an entry never outlives its doc; it goes as soon as every listener has read it.
-        self._pending: weakref.WeakKeyDictionary[Doc, list] = weakref.WeakKeyDictionary()
+        self._pending = PendingLayers()
         if options is not None:
             self._check_layers(options.n_layers)
             model.set_dim("nL", options.n_layers)

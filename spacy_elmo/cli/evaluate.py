@@ -10,6 +10,7 @@ import typer
 from wasabi import msg
 
 from . import app
+from ._common import ThreadsOpt, use_threads
 
 
 @app.command("evaluate")
@@ -24,6 +25,7 @@ def evaluate_cli(
     max_line_tokens: int = typer.Option(1000, "--max-line-tokens", min=1, help="Longer lines are split into sentences of this many tokens."),
     device: str = typer.Option("cpu", "--device", help="Torch device: cpu, cuda, cuda:1, ..."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Also write the results to this JSON file."),
+    threads: int = ThreadsOpt,
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Forward, backward and average perplexity on held-out text, with the exact (full) softmax.
@@ -39,6 +41,7 @@ def evaluate_cli(
     from ..pretrain.export import load_language_model
     from ..pretrain.tokenizers import TokenizerError, make_tokenizer
 
+    use_threads(threads)
     try:
         lm = load_language_model(model, device=device)
         if lm.softmax is None or lm.vocab is None:
