@@ -14,6 +14,12 @@ from typing import Any
 NA = "n/a"
 README_START = "<!-- report:start -->"
 README_END = "<!-- report:end -->"
+DEMO_MODEL = "demo"  # the `model` setting of the demo workflow's report
+SMOKE_RUN_NOTE = (
+    "**A smoke run, not a result.** The demo workflow trains a tiny biLM and both NER models for a "
+    "few hundred steps each, to check that every step of the workflow runs. Its figures say nothing "
+    "about ELMo (it can land below the baseline); `spacy project run all` makes the real ones."
+)
 
 
 def dig(data: Any, *keys: str) -> Any:
@@ -100,6 +106,8 @@ def rows(fig: dict) -> list[dict]:
 def render_markdown(fig: dict, table: list[dict], plots: dict[str, str]) -> str:
     cols = columns(fig["n_layers"])
     lines = ["# spacy-elmo: results", ""]
+    if str(fig["settings"].get("model")) == DEMO_MODEL:
+        lines += [SMOKE_RUN_NOTE, ""]
     if fig["settings"]:
         lines += [", ".join(f"**{k}**: {v}" for k, v in fig["settings"].items()), ""]
     lines += ["| Task | Metric | Split | " + " | ".join(cols) + " |", "|" + "---|" * (3 + len(cols))]
