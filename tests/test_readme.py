@@ -59,3 +59,22 @@ def test_first_command_writes_into_a_temporary_folder():
 
 def test_pretrained_models_section_points_to_docs_models():
     assert "docs/models.md" in section("Pretrained models")
+
+
+def _slug(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces to hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_anchors_in_readme_and_docs_name_real_headings():
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    checked = 0
+    for page in pages:
+        for target, anchor in re.findall(r"\]\(([^)#\s]*)#([^)\s]+)\)", page.read_text(encoding="utf-8")):
+            linked = ((page.parent / target) if target else page).resolve()
+            if linked.relative_to(ROOT).as_posix() in DOCS_WRITTEN_ELSEWHERE or not linked.is_file():
+                continue
+            headings = re.findall(r"^#+ (.+)$", linked.read_text(encoding="utf-8"), flags=re.M)
+            assert anchor in {_slug(h) for h in headings}, f"{page.name}: #{anchor} not in {linked.name}"
+            checked += 1
+    assert checked >= 10
