@@ -3,7 +3,7 @@
     rows(collect(inputs)) -> [{'task', 'metric', 'split', 'cells': {column: text}}]
 
 Cells: a number, "n/a" (the figure should be there but its input is missing), or "" (does not
-apply, e.g. no layer columns for NER). The README gets the same Markdown between two markers.
+apply, e.g. no layer columns for NER). docs/experiments.md gets the same Markdown between two markers.
 """
 
 from __future__ import annotations
