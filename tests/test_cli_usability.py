@@ -39,6 +39,14 @@ def test_help_names_every_option_in_full(command):
         assert "--max-batch-tokens" in result.output and "--use-sentence-keys" in result.output
 
 
+def test_command_list_shows_whole_summaries():
+    result = runner.invoke(app, ["--help"], terminal_width=80)
+    assert result.exit_code == 0, result.output
+    commands = result.output.split("Commands:")[1]
+    assert "embed" in commands and "pretrain" in commands
+    assert "..." not in commands and "…" not in commands
+
+
 def test_convert_help_names_the_files_it_writes():
     text = printed(runner.invoke(app, ["convert", "--help"]))
     assert "elmo_options.json" in text and "elmo_weights.hdf5" in text

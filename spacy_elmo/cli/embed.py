@@ -13,7 +13,7 @@ from . import app
 from ._common import DeviceOpt, ModelOpt, OptionsFileOpt, ThreadsOpt, WeightFileOpt, load_model_or_exit, use_threads
 
 
-@app.command("embed")
+@app.command("embed", short_help="Contextual vectors for a text file, in AllenNLP's HDF5 layout.")
 def embed_cli(
     input_file: Path = typer.Argument(..., help="Text file: one whitespace-tokenized sentence per line."),
     output_file: Path = typer.Argument(..., help="HDF5 file to write (replaced atomically when done)."),

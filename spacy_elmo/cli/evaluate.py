@@ -13,7 +13,7 @@ from . import app
 from ._common import ThreadsOpt, use_threads
 
 
-@app.command("evaluate")
+@app.command("evaluate", short_help="Held-out perplexity of a pretrained biLM.")
 def evaluate_cli(
     model: Path = typer.Argument(..., help="Model directory from `spacy-elmo pretrain` (with vocab.txt and softmax.hdf5)."),
     data: Path = typer.Argument(..., help="Held-out text: a file or a folder (gzip accepted), one sentence or paragraph per line."),

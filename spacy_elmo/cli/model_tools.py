@@ -15,7 +15,7 @@ from . import app
 from ._common import ModelOpt, OptionsFileOpt, WeightFileOpt, load_model_or_exit
 
 
-@app.command("info")
+@app.command("info", short_help="A model's architecture and how it was trained.")
 def info_cli(
     model: Optional[Path] = ModelOpt,
     options_file: Optional[Path] = OptionsFileOpt,
@@ -98,7 +98,7 @@ def training_summary(meta: dict) -> list[tuple[str, str]]:
     return rows
 
 
-@app.command("convert")
+@app.command("convert", short_help="Convert between AllenNLP's files and a model directory.")
 def convert_cli(
     output: Path = typer.Argument(..., help="Where to write: a model directory, or with --to allennlp a folder for the pair."),
     model: Optional[Path] = ModelOpt,
