@@ -153,9 +153,10 @@ def make_elmo(
     cache_mb (float): keep up to this many MB of layers of docs already read and reuse them when
         the same tokens come again: training epochs and dev evaluations then run the biLM once per
         doc (CoNLL-2003's train set takes ~620 MB). Only while the biLM is frozen; 0 = off.
-    threads (int): torch threads while the biLM runs; 0 = torch's default (all cores; one per
-        worker of nlp.pipe(n_process>1)). On a busy machine 1 can be several times faster.
-        Torch's thread count is process-wide, so this also applies to other torch code.
+    threads (int): torch threads while the biLM runs; 0 = torch's default (all cores; one in a
+        process started by multiprocessing, such as a worker of nlp.pipe(n_process>1)). On a busy
+        machine 1 can be several times faster. Torch's thread count is process-wide, so this
+        also applies to other torch code.
     """
     files = options = None
     try:
