@@ -45,7 +45,7 @@ def main(
     model: Optional[Path] = typer.Option(None, "--model", help="biLM model directory (for the polysemy plot)."),
     pipeline: List[str] = typer.Option([], "--pipeline", help="TASK=PIPELINE_DIR of a trained pipeline with a learned mix (repeatable)."),
     setting: List[str] = typer.Option([], "--setting", help="KEY=VALUE shown in the report header (repeatable)."),
-    readme: Optional[Path] = typer.Option(None, "--readme", help="Also put the table between the report markers of this README."),
+    readme: Optional[Path] = typer.Option(None, "--readme", help="Also put the table between the report markers of this Markdown file (the workflow: docs/experiments.md)."),
     threads: int = typer.Option(0, "--threads", help="torch CPU threads (0: torch's default)."),
 ) -> None:
     set_threads(threads)

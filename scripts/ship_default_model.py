@@ -57,7 +57,7 @@ def model_card(meta: dict, options: dict, n_params: int, report: str, command: s
         "## Evaluation",
         "",
     ]
-    lines += [report or "See the README's report table (`spacy project run all` regenerates it).", ""]
+    lines += [report or "See the report table in docs/experiments.md (`spacy project run all` regenerates it).", ""]
     lines += [
         "## Reproduce",
         "",

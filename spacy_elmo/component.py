@@ -115,6 +115,7 @@ def _restoring(nlp: Language, name: str) -> bool:
         "device": "auto",
         "cache_mb": 0,
         "allow_download": False,
+        "threads": 0,
     },
     assigns=["doc._.elmo", "token._.elmo", "span._.elmo"],
     default_score_weights={},
@@ -137,6 +138,7 @@ def make_elmo(
     device: str,
     cache_mb: float,
     allow_download: bool,
+    threads: int,
 ) -> Elmo:
     """Create the `elmo` component.
 
@@ -169,6 +171,10 @@ def make_elmo(
     allow_download (bool): when `model` names a published model that is not cached yet, download
         it while the pipeline is built (never while a saved pipeline is loaded: its weights are
         in its own folder). False: the error says to run `spacy-elmo download NAME`.
+    threads (int): torch threads while the biLM runs; 0 = torch's default (all cores; one in a
+        process started by multiprocessing, such as a worker of nlp.pipe(n_process>1)). On a busy
+        machine 1 can be several times faster. Torch's thread count is process-wide, so this
+        also applies to other torch code.
     """
     files = options = None
     try:
@@ -180,7 +186,7 @@ def make_elmo(
             raise
     return Elmo(
         nlp.vocab,
-        ElmoBiLM(words_per_batch=words_per_batch, window_size=window_size, context=context),
+        ElmoBiLM(words_per_batch=words_per_batch, window_size=window_size, context=context, threads=threads),
         name,
         files=files,
         options=options,
@@ -218,6 +224,14 @@ def _torch_device(device: str) -> torch.device | None:
     if parsed.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"elmo component: device {device!r} asked for, but PyTorch sees no CUDA GPU")
     return parsed
+
+
+class PendingLayers(weakref.WeakKeyDictionary):
+    """doc -> [layers, reads left]. A pickled copy (nlp.pipe(n_process>1) under spawn or
+    forkserver) starts empty: the layers belong to this process's docs."""
+
+    def __reduce__(self):
+        return (PendingLayers, ())
 
 
 class Elmo(TrainablePipe):
@@ -259,7 +273,7 @@ class Elmo(TrainablePipe):
         self._meta: dict[str, Any] = {}
         # Layers kept for listeners at prediction time: doc -> [layers, reads left]. Weak keys, so
         # an entry never outlives its doc; it goes as soon as every listener has read it.
-        self._pending: weakref.WeakKeyDictionary[Doc, list] = weakref.WeakKeyDictionary()
+        self._pending = PendingLayers()
         if options is not None:
             self._check_layers(options.n_layers)
             model.set_dim("nL", options.n_layers)

@@ -6,8 +6,10 @@
     span._.elmo         (dim,)  mean of the span's rows
 
 Values live in `doc.user_data`, as numpy arrays, so `DocBin(store_user_data=True)` and
-`doc.to_bytes()` keep them. Hooks do not survive serialisation (spaCy never stores them): call
-`set_similarity_hooks(doc)` again on docs that come back from a DocBin or from `nlp.pipe(n_process>1)`.
+`doc.to_bytes()` keep them. spaCy never stores hooks, so docs from a DocBin, `Doc.from_bytes` or
+`nlp.pipe(n_process>1)` come back without them; a mark in `user_data` remembers that the doc had
+them, and reading `doc._.elmo` (or a span's or token's) puts them back. `set_similarity_hooks(doc)`
+does it by hand.
 """
 
 from __future__ import annotations
@@ -17,6 +19,20 @@ from spacy.tokens import Doc, Span, Token
 
 EXTENSION = "elmo"
 LAYERS_EXTENSION = "elmo_layers"
+# Where spaCy keeps a plain extension's value, so docs saved before the getter existed still load.
+VALUE_KEY = ("._.", EXTENSION, None, None)
+HOOKS_KEY = ("spacy-elmo", "similarity_hooks")  # set when the doc got the hooks
+
+
+def _get_doc_elmo(doc: Doc) -> np.ndarray | None:
+    value = doc.user_data.get(VALUE_KEY)
+    if value is not None and doc.user_data.get(HOOKS_KEY) and "similarity" not in doc.user_hooks:
+        set_similarity_hooks(doc)  # lost in serialisation: spaCy does not store hooks
+    return value
+
+
+def _set_doc_elmo(doc: Doc, value: np.ndarray | None) -> None:
+    doc.user_data[VALUE_KEY] = value
 
 
 def _token_elmo(token: Token) -> np.ndarray | None:
@@ -36,7 +52,7 @@ def _span_elmo(span: Span) -> np.ndarray | None:
 def install_extensions() -> None:
     """Register the `._.elmo` attributes (idempotent; done when spacy_elmo.component is imported)."""
     if not Doc.has_extension(EXTENSION):
-        Doc.set_extension(EXTENSION, default=None)
+        Doc.set_extension(EXTENSION, getter=_get_doc_elmo, setter=_set_doc_elmo)
     if not Doc.has_extension(LAYERS_EXTENSION):
         Doc.set_extension(LAYERS_EXTENSION, default=None)
     if not Token.has_extension(EXTENSION):
@@ -95,6 +111,7 @@ def _similarity(this: Vectored, other) -> float:
 def set_similarity_hooks(doc: Doc) -> None:
     """Make `.vector`, `.vector_norm`, `.has_vector` and `.similarity()` of the doc, its spans
     and tokens use `doc._.elmo` (mean-pooled for docs and spans)."""
+    doc.user_data[HOOKS_KEY] = True
     doc.user_hooks["vector"] = _doc_vector
     doc.user_hooks["vector_norm"] = _norm
     doc.user_hooks["has_vector"] = _has_vector

@@ -7,6 +7,8 @@ from __future__ import annotations
 import hashlib
 import re
 import shlex
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -16,9 +18,18 @@ DATA_VAR = "DATA_DIR_PLACEHOLDER"  # data_dir substituted to this, to tell data 
 
 
 def load(overrides: dict | None = None) -> dict:
+    """project.yml, read from a copy: weasel creates the project's `directories` where it reads it."""
     from weasel.util import load_project_config
 
-    return load_project_config(ROOT, overrides=overrides or {})
+    with tempfile.TemporaryDirectory() as tmp:
+        shutil.copy(ROOT / "project.yml", tmp)
+        return load_project_config(Path(tmp), overrides=overrides or {})
+
+
+def test_reading_the_project_leaves_no_empty_folders_in_the_checkout():
+    before = sorted(p.name for p in ROOT.iterdir())
+    load()
+    assert sorted(p.name for p in ROOT.iterdir()) == before
 
 
 @pytest.fixture(scope="module")

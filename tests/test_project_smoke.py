@@ -82,6 +82,9 @@ def make_data(data: Path) -> None:
     write_wic(data / "wic")
 
 
+PACKAGE_SOURCES = ("setup.cfg", "setup.py", "pyproject.toml", "README.md", "spacy_elmo")
+
+
 def make_project(project: Path) -> None:
     """A copy of the project's files (project.yml, scripts/, configs/) plus the smoke config."""
     from confection import Config
@@ -90,6 +93,8 @@ def make_project(project: Path) -> None:
     shutil.copy(ROOT / "project.yml", project / "project.yml")
     shutil.copytree(ROOT / "scripts", project / "scripts")
     shutil.copytree(ROOT / "configs", project / "configs")
+    for name in PACKAGE_SOURCES:  # the package step builds the spacy-elmo wheel from them
+        (project / name).symlink_to(ROOT / name)
     config = Config().from_disk(project / "configs" / "pretrain_demo.cfg")
     for dotted, value in SMOKE_OVERRIDES.items():
         *sections, key = dotted.split(".")
@@ -203,10 +208,11 @@ def test_demo_workflow_on_tiny_data(tmp_path, monkeypatch):
     assert report["plots"]["scalar_mix.png"].startswith("learned")
     for png in ("training_curves.png", "scalar_mix.png", "polysemy_pca.png"):
         assert Path("metrics/demo", png).read_bytes()[:4] == b"\x89PNG"
+    assert len(list(Path("packages/demo/spacy-elmo").glob("spacy_elmo-*.whl"))) == 1
     markdown = Path("metrics/demo/report.md").read_text()
     assert "| NER (CoNLL-2003) | F1 overall | test |" in markdown and "Missing inputs" not in markdown
     # The demo never wrote outside its */demo folders.
     for path in project_dir.rglob("*"):
         parts = path.relative_to(project_dir).parts
-        if path.is_file() and parts[0] not in ("project.yml", "project.lock", "scripts", "configs"):
+        if path.is_file() and parts[0] not in ("project.yml", "project.lock", "scripts", "configs", *PACKAGE_SOURCES):
             assert parts[1] == "demo", path

@@ -138,3 +138,19 @@ def test_prepare_corpus_shuffles_lines_across_files_reproducibly(tmp_path):
     assert {line[0] for line in shuffled[:50]} == {"a", "b"}
     cut = prepare_corpus(["a.txt+b.txt"], tmp_path / "cut.txt", data_dir=tmp_path, shuffle_seed=3, max_words=40)
     assert cut["words"] == 40 and all(n > 0 for n in cut["files"].values()) and len(cut["files"]) == 2
+
+
+def test_sense_cosines_pair_each_words_sentences(make_bilm, tmp_path):
+    from spacy_elmo.tasks.plots import plot_polysemy
+
+    projection = project_polysemy(Embedder(make_bilm()))
+    pairs = projection["cosines"]
+    assert len(pairs) == 3 * len(POLYSEMOUS)  # three sentences per word: three pairs
+    bank = [p for p in pairs if p["word"] == "bank"]
+    assert [p["sentences"] for p in bank] == [(1, 2), (1, 3), (2, 3)]
+    assert [p["same_sense"] for p in bank] == [False, False, True]  # river, money, money
+    for pair in pairs:
+        assert pair["cosines"]["layer_0"] == pytest.approx(1.0, abs=1e-5)  # context-free
+    assert any(p["cosines"]["layer_2"] < 0.999 for p in pairs)
+    png = plot_polysemy(projection, tmp_path / "polysemy.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -183,3 +183,13 @@ def test_mix_plot_from_learned_weights(tmp_path):
 
     path = plot_mix_weights({"ner": {"weights": [0.2, 0.3, 0.5], "gamma": 1.5}}, tmp_path / "mix.png")
     assert path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_demo_report_says_it_is_a_smoke_run(tmp_path, metrics):
+    from spacy_elmo.tasks.table import SMOKE_RUN_NOTE
+
+    demo = make_report(ReportInputs(**metrics, settings={"model": "demo"}), tmp_path / "demo", plots=False)
+    full = make_report(ReportInputs(**metrics, settings={"model": "small"}), tmp_path / "full", plots=False)
+    assert SMOKE_RUN_NOTE in (tmp_path / "demo" / "report.md").read_text()
+    assert SMOKE_RUN_NOTE not in (tmp_path / "full" / "report.md").read_text()
+    assert demo["table"] == full["table"]

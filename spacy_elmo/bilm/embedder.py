@@ -10,7 +10,7 @@ import itertools
 from collections import deque
 import json
 from pathlib import Path
-from typing import Iterable, Iterator, Literal, Sequence
+from typing import Callable, Iterable, Iterator, Literal, Sequence
 
 import h5py
 import numpy as np
@@ -64,19 +64,31 @@ class Embedder:
         stacked = out.stacked().float().cpu().numpy()  # (batch, layers, tokens, dim)
         return [stacked[k, :, : len(s)] for k, s in enumerate(sentences)]
 
-    def embed_sentences(self, sentences: Sequence[Sequence[str]]) -> list[np.ndarray]:
-        """Embed all sentences (any lengths, any order); results in input order."""
+    def embed_sentences(
+        self, sentences: Sequence[Sequence[str]], words_done: Callable[[int], object] | None = None
+    ) -> list[np.ndarray]:
+        """Embed all sentences (any lengths, any order); results in input order.
+
+        words_done: called after each batch with its number of words (for a progress bar).
+        """
         results: list[np.ndarray | None] = [None] * len(sentences)
         for batch in self.batches(sentences):
             for i, array in zip(batch, self.embed_batch([sentences[i] for i in batch])):
                 results[i] = array
+            if words_done is not None:
+                words_done(sum(len(sentences[i]) for i in batch))
         return results  # type: ignore[return-value]
 
-    def iter_embed(self, sentences: Iterable[Sequence[str]], chunk_size: int = 4096) -> Iterator[np.ndarray]:
+    def iter_embed(
+        self,
+        sentences: Iterable[Sequence[str]],
+        chunk_size: int = 4096,
+        words_done: Callable[[int], object] | None = None,
+    ) -> Iterator[np.ndarray]:
         """Stream: embed chunks of `chunk_size` sentences (sorted within the chunk), in input order."""
         iterator = iter(sentences)
         while chunk := list(itertools.islice(iterator, chunk_size)):
-            yield from self.embed_sentences(chunk)
+            yield from self.embed_sentences(chunk, words_done)
 
 
 def reduce_layers(layers: np.ndarray, output_format: OutputFormat) -> np.ndarray:
@@ -98,6 +110,11 @@ def count_lines(path: Path) -> int:
             newlines += chunk.count(b"\n")
             last = chunk[-1:]
     return newlines + (last != b"\n")
+
+
+def count_words(path: Path) -> int:
+    """Whitespace-separated words in the file: the progress bar's total."""
+    return sum(len(tokens) for _, tokens in read_sentences(path))
 
 
 def read_sentences(path: Path) -> Iterator[tuple[str, list[str]]]:
@@ -130,7 +147,7 @@ def embed_file(
     input_file, output_file = Path(input_file), Path(output_file)
     if not input_file.is_file():
         raise FileNotFoundError(f"{input_file}: input file not found")
-    total_lines = count_lines(input_file)
+    total_words = count_words(input_file)
     sentence_to_index: dict[str, str] = {}
     n = 0
     texts: deque[str] = deque()  # lines read but not yet written
@@ -141,8 +158,10 @@ def embed_file(
             yield tokens
 
     with atomic_path(output_file) as tmp, h5py.File(tmp, "w") as fout:
-        with tqdm(total=total_lines, unit="sent", desc="embedding", disable=not progress, leave=False) as bar:
-            for array in embedder.iter_embed(tokens_only()):
+        # Counted in words, batch by batch: a chunk of 4,096 sentences is written only when all of
+        # it is done, so counting written sentences would sit at 0 and then jump.
+        with tqdm(total=total_words, unit="word", unit_scale=True, desc="embedding", disable=not progress, leave=False) as bar:
+            for array in embedder.iter_embed(tokens_only(), words_done=bar.update):
                 text = texts.popleft()
                 key = text if use_sentence_keys else str(n)
                 if use_sentence_keys:
@@ -156,7 +175,6 @@ def embed_file(
                 if not forget_sentences:
                     sentence_to_index[text] = key
                 n += 1
-                bar.update(1)
         if not forget_sentences:
             index = fout.create_dataset("sentence_to_index", (1,), dtype=h5py.string_dtype())
             index[0] = json.dumps(sentence_to_index)

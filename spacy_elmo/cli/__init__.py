@@ -8,6 +8,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Click's plain help: rich's panels cut long option names (--max-batch-toke…) at 80 columns.
+    rich_markup_mode=None,
+    context_settings={"max_content_width": 120},
 )
 
 

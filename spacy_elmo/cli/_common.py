@@ -17,6 +17,18 @@ ModelOpt = typer.Option(
 OptionsFileOpt = typer.Option(None, "--options-file", help="ELMo options.json (use with --weight-file).")
 WeightFileOpt = typer.Option(None, "--weight-file", help="ELMo HDF5 weight file (use with --options-file).")
 DeviceOpt = typer.Option("cpu", "--device", help="Torch device: cpu, cuda, cuda:1, ...")
+ThreadsOpt = typer.Option(
+    0, "--threads", min=0,
+    help="Torch CPU threads (0: torch's default, all cores). On a machine busy with other work, 1 is often faster.",
+)
+
+
+def use_threads(threads: int) -> None:
+    """Apply --threads: 0 leaves torch's default alone."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 def load_model_or_exit(

@@ -10,10 +10,10 @@ from wasabi import msg
 
 from ..bilm.embedder import Embedder, embed_file
 from . import app
-from ._common import DeviceOpt, ModelOpt, OptionsFileOpt, WeightFileOpt, load_model_or_exit
+from ._common import DeviceOpt, ModelOpt, OptionsFileOpt, ThreadsOpt, WeightFileOpt, load_model_or_exit, use_threads
 
 
-@app.command("embed")
+@app.command("embed", short_help="Contextual vectors for a text file, in AllenNLP's HDF5 layout.")
 def embed_cli(
     input_file: Path = typer.Argument(..., help="Text file: one whitespace-tokenized sentence per line."),
     output_file: Path = typer.Argument(..., help="HDF5 file to write (replaced atomically when done)."),
@@ -28,6 +28,7 @@ def embed_cli(
     use_sentence_keys: bool = typer.Option(False, "--use-sentence-keys", help="Name datasets by the sentence text instead of the line index."),
     forget_sentences: bool = typer.Option(False, "--forget-sentences", help="Do not write the sentence_to_index dataset."),
     device: str = DeviceOpt,
+    threads: int = ThreadsOpt,
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Embed every line of INPUT_FILE with ELMo and write OUTPUT_FILE in the AllenNLP layout.
@@ -39,6 +40,7 @@ def embed_cli(
     output_format = "top" if top else "average" if average else "all"
     if not input_file.is_file():
         msg.fail(f"{input_file}: input file not found", exits=1)
+    use_threads(threads)
     bilm, _ = load_model_or_exit(model, options_file, weight_file, device)
     embedder = Embedder(bilm, batch_size=batch_size, max_batch_tokens=max_batch_tokens)
     try:

@@ -10,9 +10,10 @@ import typer
 from wasabi import msg
 
 from . import app
+from ._common import ThreadsOpt, use_threads
 
 
-@app.command("evaluate")
+@app.command("evaluate", short_help="Held-out perplexity of a pretrained biLM.")
 def evaluate_cli(
     model: Path = typer.Argument(..., help="Model directory from `spacy-elmo pretrain` (with vocab.txt and softmax.hdf5)."),
     data: Path = typer.Argument(..., help="Held-out text: a file or a folder (gzip accepted), one sentence or paragraph per line."),
@@ -24,6 +25,7 @@ def evaluate_cli(
     max_line_tokens: int = typer.Option(1000, "--max-line-tokens", min=1, help="Longer lines are split into sentences of this many tokens."),
     device: str = typer.Option("cpu", "--device", help="Torch device: cpu, cuda, cuda:1, ..."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Also write the results to this JSON file."),
+    threads: int = ThreadsOpt,
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Forward, backward and average perplexity on held-out text, with the exact (full) softmax.
@@ -39,6 +41,7 @@ def evaluate_cli(
     from ..pretrain.export import load_language_model
     from ..pretrain.tokenizers import TokenizerError, make_tokenizer
 
+    use_threads(threads)
     try:
         lm = load_language_model(model, device=device)
         if lm.softmax is None or lm.vocab is None:

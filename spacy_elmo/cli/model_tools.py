@@ -15,14 +15,15 @@ from . import app
 from ._common import ModelOpt, OptionsFileOpt, WeightFileOpt, load_model_or_exit
 
 
-@app.command("info")
+@app.command("info", short_help="A model's architecture and how it was trained.")
 def info_cli(
     model: Optional[Path] = ModelOpt,
     options_file: Optional[Path] = OptionsFileOpt,
     weight_file: Optional[Path] = WeightFileOpt,
-    as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
+    as_json: bool = typer.Option(False, "--json", help="Print everything as JSON, the whole meta.json included."),
 ) -> None:
-    """Show a model's architecture, size and metadata (the default model when none is given)."""
+    """Show a model's architecture, size and a short summary of how it was trained (the default
+    model when none is given). --json prints the raw meta.json too."""
     bilm, files = load_model_or_exit(model, options_file, weight_file)
     meta = files.meta()
     info = {
@@ -46,18 +47,64 @@ def info_cli(
             ("highway layers", bilm.options.char_cnn.n_highway),
         ]
     )
-    if meta:
-        msg.divider("meta.json")
-        print(json.dumps(meta, indent=2, sort_keys=True))
+    summary = training_summary(meta)
+    if summary:
+        msg.divider("training (meta.json; all of it: --json)")
+        msg.table(summary)
 
 
-@app.command("convert")
+def _perplexity(figures: object, *keys: str) -> str | None:
+    """'355.7 (fwd 360.9 / bwd 350.5)' from a meta.json perplexity record, None if absent."""
+    if not isinstance(figures, dict):
+        return None
+    mean, fwd, bwd = (figures.get(k) for k in keys)
+    if not isinstance(mean, (int, float)):
+        return None
+    text = f"{mean:.1f}"
+    if isinstance(fwd, (int, float)) and isinstance(bwd, (int, float)):
+        text += f" (fwd {fwd:.1f} / bwd {bwd:.1f})"
+    return text
+
+
+def training_summary(meta: dict) -> list[tuple[str, str]]:
+    """The few meta.json facts a person asks first, each perplexity labelled with its text."""
+    rows: list[tuple[str, str]] = []
+    if not isinstance(meta, dict):
+        return rows
+    if meta.get("name"):
+        rows.append(("name", str(meta["name"])))
+    corpus = meta.get("corpus_files") or meta.get("corpus")
+    if isinstance(corpus, list) and corpus:
+        rows.append(("trained on", ", ".join(map(str, corpus))))
+    seen = [f"{meta[k]:,} {k}" for k in ("words", "steps") if isinstance(meta.get(k), int)]
+    if isinstance(meta.get("epochs"), (int, float)):
+        seen.append(f"{meta['epochs']:g} epochs")
+    if seen:
+        rows.append(("seen in training", ", ".join(seen)))
+    test = meta.get("test_perplexity")
+    test_text = _perplexity(test, "ppl", "fwd_ppl", "bwd_ppl")
+    if test_text:
+        source = test.get("source") if isinstance(test, dict) else None
+        rows.append(("perplexity, test text", test_text + (f" on {source}" if source else "")))
+    dev = meta.get("dev_perplexity")
+    dev_text = _perplexity(dev, "avg", "fwd", "bwd")
+    if dev_text:
+        files = dev.get("files") if isinstance(dev, dict) else None
+        where = f" on {', '.join(map(str, files))}" if isinstance(files, list) and files else ""
+        rows.append(("perplexity, dev text", f"{dev_text}{where} (watched during training)"))
+    for key, label in (("tokenizer", "tokenizer"), ("vocab_size", "softmax vocabulary")):
+        if meta.get(key) is not None:
+            rows.append((label, f"{meta[key]:,}" if isinstance(meta[key], int) else str(meta[key])))
+    return rows
+
+
+@app.command("convert", short_help="Convert between AllenNLP's files and a model directory.")
 def convert_cli(
     output: Path = typer.Argument(..., help="Where to write: a model directory, or with --to allennlp a folder for the pair."),
     model: Optional[Path] = ModelOpt,
     options_file: Optional[Path] = OptionsFileOpt,
     weight_file: Optional[Path] = WeightFileOpt,
-    to: str = typer.Option("dir", "--to", help="'dir': a spacy-elmo model directory; 'allennlp': options.json + <name>_weights.hdf5 as AllenNLP names them."),
+    to: str = typer.Option("dir", "--to", help="'dir': a spacy-elmo model directory; 'allennlp': <name>_options.json + <name>_weights.hdf5 (elmo_options.json + elmo_weights.hdf5 by default), as AllenNLP names them."),
     name: str = typer.Option("elmo", "--name", help="File name stem for --to allennlp."),
 ) -> None:
     """Convert between an AllenNLP / bilm-tf pair and a spacy-elmo model directory.

@@ -38,6 +38,7 @@ Several GPUs or machines: launch with torchrun, e.g. torchrun --nproc_per_node 4
 @app.command(
     "pretrain",
     help=HELP,
+    short_help="Pretrain a biLM on plain text.",
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
 )
 def pretrain_cli(

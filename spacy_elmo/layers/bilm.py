@@ -17,6 +17,7 @@ built from its config before its weights are read from disk.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import warnings
 from collections.abc import Callable
@@ -51,14 +52,19 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 CONTEXTS = ("auto", "sentence", "doc")
 
 
-def ElmoBiLM(words_per_batch: int = 2000, window_size: int = 256, context: str = "auto") -> Model[list[Doc], ElmoLayers]:
+def ElmoBiLM(
+    words_per_batch: int = 2000, window_size: int = 256, context: str = "auto", threads: int = 0
+) -> Model[list[Doc], ElmoLayers]:
     """A Thinc model running an ELMo biLM over Docs; attach the torch module with `set_bilm`.
 
     words_per_batch: largest padded batch (rows x longest row) sent to the biLM at once.
     window_size: most tokens the biLM reads in one row; longer docs are split into windows.
     context: what one biLM row holds: "sentence", "doc" (as much of the doc as window_size allows,
         cut between sentences) or "auto" (sentences if the doc has boundaries, else "doc").
+    threads: torch threads while the biLM runs (process-wide, as torch has it); 0 = torch's default.
     """
+    if threads < 0:
+        raise ValueError(f"threads must be >= 0 (0 = torch's default), got {threads}")
     if words_per_batch < 1 or window_size < 1:
         raise ValueError("words_per_batch and window_size must be positive")
     if context not in CONTEXTS:
@@ -67,7 +73,12 @@ def ElmoBiLM(words_per_batch: int = 2000, window_size: int = 256, context: str =
         "elmo_bilm",
         _forward,
         dims={"nL": None, "nO": None},
-        attrs={"words_per_batch": int(words_per_batch), "window_size": int(window_size), "context": context},
+        attrs={
+            "words_per_batch": int(words_per_batch),
+            "window_size": int(window_size),
+            "context": context,
+            "threads": int(threads),
+        },
     )
 
 
@@ -148,6 +159,20 @@ def _pack(sentences: list[np.ndarray], window_size: int) -> list[np.ndarray]:
     return windows
 
 
+def _use_threads(requested: int) -> None:
+    """Set torch's thread count for this run: `requested`, or torch's default when 0.
+
+    In a worker of nlp.pipe(n_process>1) "default" means one thread: n workers with all cores each
+    oversubscribe the machine, and a forked child must not enter the OpenMP pool its parent used.
+    """
+    if _FORKED:
+        requested = 1  # whatever was asked: more threads would hang a forked child
+    elif requested == 0 and multiprocessing.parent_process() is not None:
+        requested = 1  # a spawn or forkserver worker
+    if requested and torch.get_num_threads() != requested:
+        torch.set_num_threads(requested)
+
+
 # ---- forward / backward --------------------------------------------------------------------------
 
 
@@ -156,10 +181,7 @@ def _forward(model: Model, docs: list[Doc], is_train: bool) -> tuple[ElmoLayers,
         raise ValueError(
             "the ELMo biLM has no weights yet: call nlp.initialize(), or load the pipeline from disk"
         )
-    global _FORKED
-    if _FORKED:
-        torch.set_num_threads(1)
-        _FORKED = False
+    _use_threads(model.attrs.get("threads", 0))
     shim = model.shims[0]
     ops = model.ops
     n_layers, width = model.get_dim("nL"), model.get_dim("nO")

@@ -27,6 +27,23 @@ from .bilm import ElmoLayers
 UpstreamBackprop = Callable[[list[tuple[Doc, Floats3d]]], None]
 
 
+class UpstreamLink:
+    """A weak link to the `elmo` component (no reference cycle keeps a pipeline alive).
+
+    It pickles as the component itself: pickling a pipeline stores each object once, so the copy
+    links to the copied component (nlp.pipe(n_process>1) under spawn or forkserver).
+    """
+
+    def __init__(self, component: Any = None) -> None:
+        self._ref = None if component is None else weakref.ref(component)
+
+    def __call__(self) -> Any:
+        return None if self._ref is None else self._ref()
+
+    def __reduce__(self):
+        return (UpstreamLink, (self(),))
+
+
 class ElmoListener(Model):
     """Stands in for the `elmo` component inside a downstream model: List[Doc] -> ElmoLayers."""
 
@@ -41,7 +58,7 @@ class ElmoListener(Model):
         )
         self._received: dict[int, tuple[Doc, Floats3d]] = {}
         self._backprop: UpstreamBackprop | None = None
-        self._upstream: Callable[[], Any] | None = None  # weakref to the Elmo component
+        self._upstream = UpstreamLink()
 
     @property
     def upstream_name(self) -> str:
@@ -53,7 +70,7 @@ class ElmoListener(Model):
 
     def attach(self, component: Any) -> None:
         """Link to an `elmo` component (called by its add_listener) and take its dims."""
-        self._upstream = weakref.ref(component)
+        self._upstream = UpstreamLink(component)
         bilm = component.model
         for name in ("nL", "nO"):
             if not bilm.has_dim(name):
@@ -76,7 +93,7 @@ class ElmoListener(Model):
         self._backprop = None
 
     def upstream(self) -> Any:
-        component = self._upstream() if self._upstream is not None else None
+        component = self._upstream()
         if component is None:
             raise ValueError(
                 f"ElmoListener (upstream '{self.upstream_name}') has no ELMo output for these docs and is "

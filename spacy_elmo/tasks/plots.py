@@ -66,27 +66,50 @@ def plot_layer_scores(fig_data: dict, output: str | Path) -> Path:
     return Path(output)
 
 
+SENSE_MARKERS = ("o", "^")  # a word's first and second sense, in the order they are listed
+
+
 def plot_polysemy(projection: dict, output: str | Path) -> Path:
-    """One panel per variant; a point per (word, sentence), coloured by sentence, labelled
-    word/sense."""
+    """One panel per variant; a point per (word, sentence): colour = word, marker = sense.
+
+    No text on the points (a word's sentences can coincide, as in layer 0): the legend names
+    each word/sense pair once, and points that fall together are drawn hollow and larger, so the
+    one beneath stays visible.
+    """
     plt = _pyplot()
     occurrences = projection["occurrences"]
     names = list(projection["variants"])
-    cmap = plt.get_cmap("tab20")
-    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 4.4), squeeze=False)
+    words = list(dict.fromkeys(o["word"] for o in occurrences))
+    senses = {w: list(dict.fromkeys(o["sense"] for o in occurrences if o["word"] == w)) for w in words}
+    colours = {w: plt.get_cmap("tab10")(k % 10) for k, w in enumerate(words)}
+    fig, axes = plt.subplots(1, len(names), figsize=(3.6 * len(names), 3.9), squeeze=False)
     for ax, name in zip(axes[0], names):
         coords = projection["variants"][name]["coords"]
         explained = projection["variants"][name]["explained"]
-        for k, (occ, (x, y)) in enumerate(zip(occurrences, coords)):
-            ax.scatter([x], [y], color=cmap(k % 20), s=40, label=occ["sentence"])
-            ax.annotate(f"{occ['word']}/{occ['sense']}", (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
-        ax.set_title(f"{name.replace('_', ' ')} (PC1 {explained[0]:.0%}, PC2 {explained[1]:.0%})", fontsize=9)
+        drawn: list[tuple[float, float]] = []
+        for occ, (x, y) in zip(occurrences, coords):
+            marker = SENSE_MARKERS[senses[occ["word"]].index(occ["sense"]) % len(SENSE_MARKERS)]
+            span = max(1e-9, float(max(abs(c) for xy in coords for c in xy)))
+            stacked = sum(abs(x - u) < 0.02 * span and abs(y - v) < 0.02 * span for u, v in drawn)
+            colour = colours[occ["word"]]
+            ax.scatter([x], [y], s=45 + 70 * stacked, marker=marker, linewidths=1.4, zorder=3 - stacked,
+                       facecolors=colour if stacked == 0 else "none", edgecolors=colour)
+            drawn.append((x, y))
+        title = "mix of all layers" if name == "mix" else name.replace("_", " ")
+        if name == "layer_0":
+            title += " (context-free)"
+        ax.set_title(f"{title}\nPC1 {explained[0]:.0%}, PC2 {explained[1]:.0%} of variance", fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=6, frameon=False)
-    fig.suptitle("Contextual vectors of polysemous words (PCA), coloured by sentence")
-    fig.tight_layout(rect=(0, 0.18, 1, 1))
+        ax.margins(0.12)
+    handles = [
+        plt.Line2D([], [], linestyle="none", marker=SENSE_MARKERS[k % len(SENSE_MARKERS)], markersize=7,
+                   color=colours[w], label=f"{w}: {sense}")
+        for w in words for k, sense in enumerate(senses[w])
+    ]
+    fig.legend(handles=handles, loc="lower center", ncol=len(words), fontsize=8, frameon=False)
+    fig.suptitle("Polysemous words in three sentences each (PCA per panel): colour = word, marker = sense", fontsize=10)
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
     fig.savefig(output, dpi=110)
     plt.close(fig)
     return Path(output)

@@ -1,7 +1,9 @@
 """Contextual vectors of a few polysemous words, projected to 2-D with PCA (numpy SVD).
 
 Layer 0 (the character encoder) gives a word the same vector in every sentence; the biLSTM layers
-should pull the senses apart. The plot shows it: one point per (word, sentence), coloured by sentence.
+give it one per sentence. Whether those separate the word's senses is what the plot (one point
+per (word, sentence): colour = word, marker = sense) and the cosines between a word's sentences
+show.
 """
 
 from __future__ import annotations
@@ -92,8 +94,39 @@ def pca_2d(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return coords, ratio
 
 
+def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+    norm = float(np.linalg.norm(a) * np.linalg.norm(b))
+    return float(a @ b) / norm if norm > 0 else 0.0
+
+
+def sense_cosines(items: Sequence[Occurrence], vectors: np.ndarray) -> list[dict]:
+    """Cosine of every pair of sentences of the same word, per variant.
+
+    vectors: (n, n_layers + 1, dim), one row per item. Returns [{'word', 'sentences': (k, l)
+    (1-based, among the word's sentences), 'senses': (a, b), 'same_sense', 'cosines': {variant:
+    float}}], pairs in the order of `items`.
+    """
+    named = variants(vectors)
+    number = {i: sum(o.word == item.word for o in items[: i + 1]) for i, item in enumerate(items)}
+    pairs = []
+    for i, a in enumerate(items):
+        for j in range(i + 1, len(items)):
+            b = items[j]
+            if a.word != b.word:
+                continue
+            pairs.append({
+                "word": a.word,
+                "sentences": (number[i], number[j]),
+                "senses": (a.sense, b.sense),
+                "same_sense": a.sense == b.sense,
+                "cosines": {name: _cosine(v[i], v[j]) for name, v in named.items()},
+            })
+    return pairs
+
+
 def project_polysemy(embedder: Embedder, items: Sequence[Occurrence] | None = None) -> dict:
-    """{'occurrences': [...], 'variants': {variant: {'coords': (n, 2) list, 'explained': [..]}}}.
+    """{'occurrences': [...], 'variants': {variant: {'coords': (n, 2) list, 'explained': [..]}},
+    'cosines': sense_cosines(...)}.
 
     One PCA per variant (layer_0 .. layer_L, mix) over every occurrence of every word, so
     distances between words are comparable within a panel.
@@ -107,4 +140,5 @@ def project_polysemy(embedder: Embedder, items: Sequence[Occurrence] | None = No
     return {
         "occurrences": [{"word": o.word, "sense": o.sense, "sentence": o.text, "index": o.index} for o in items],
         "variants": projected,
+        "cosines": sense_cosines(items, vectors),
     }

@@ -248,7 +248,7 @@ def make_plots(inputs: ReportInputs, fig: dict, out_dir: Path) -> tuple[dict[str
         projection = project_polysemy(load_embedder(inputs.model))
         plot_polysemy(projection, out_dir / "polysemy_pca.png")
         extra["polysemy"] = projection
-        notes["polysemy_pca.png"] = "PCA of contextual vectors of polysemous words, coloured by sentence"
+        notes["polysemy_pca.png"] = "PCA of contextual vectors of polysemous words: colour = word, marker = sense"
     else:
         notes["polysemy_pca.png"] = f"not made: biLM model directory missing ({inputs.model})"
     return notes, extra

@@ -3,7 +3,7 @@
     rows(collect(inputs)) -> [{'task', 'metric', 'split', 'cells': {column: text}}]
 
 Cells: a number, "n/a" (the figure should be there but its input is missing), or "" (does not
-apply, e.g. no layer columns for NER). The README gets the same Markdown between two markers.
+apply, e.g. no layer columns for NER). docs/experiments.md gets the same Markdown between two markers.
 """
 
 from __future__ import annotations
@@ -14,6 +14,12 @@ from typing import Any
 NA = "n/a"
 README_START = "<!-- report:start -->"
 README_END = "<!-- report:end -->"
+DEMO_MODEL = "demo"  # the `model` setting of the demo workflow's report
+SMOKE_RUN_NOTE = (
+    "**A smoke run, not a result.** The demo workflow trains a tiny biLM and both NER models for a "
+    "few hundred steps each, to check that every step of the workflow runs. Its figures say nothing "
+    "about ELMo (it can land below the baseline); `spacy project run all` makes the real ones."
+)
 
 
 def dig(data: Any, *keys: str) -> Any:
@@ -114,6 +120,8 @@ def rows(fig: dict) -> list[dict]:
 def render_markdown(fig: dict, table: list[dict], plots: dict[str, str]) -> str:
     cols = columns(fig["n_layers"])
     lines = ["# spacy-elmo: results", ""]
+    if str(fig["settings"].get("model")) == DEMO_MODEL:
+        lines += [SMOKE_RUN_NOTE, ""]
     if fig["settings"]:
         lines += [", ".join(f"**{k}**: {v}" for k, v in fig["settings"].items()), ""]
     lines += ["| Task | Metric | Split | " + " | ".join(cols) + " |", "|" + "---|" * (3 + len(cols))]
