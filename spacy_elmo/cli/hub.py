@@ -16,7 +16,7 @@ from . import app
 CacheDirOpt = typer.Option(None, "--cache-dir", help=f"Model cache folder (default: ${HOME_ENV}, else the user cache folder).")
 
 
-@app.command("download")
+@app.command("download", short_help="Download a published ELMo model into the cache.")
 def download_cli(
     name: str = typer.Argument(..., help="A model name from `spacy-elmo models`, e.g. allennlp:original."),
     cache_dir: Optional[Path] = CacheDirOpt,
@@ -40,7 +40,7 @@ def download_cli(
     )
 
 
-@app.command("models")
+@app.command("models", short_help="List the published models and which are cached.")
 def models_cli(
     cache_dir: Optional[Path] = CacheDirOpt,
     as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
