@@ -13,7 +13,6 @@ two files are only needed to evaluate or continue the language model.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -24,6 +23,7 @@ from typing import Any
 import torch
 
 from ..bilm import BiLM, WeightFileError, load_bilm, save_model_dir
+from ..bilm.weights import read_meta
 from .softmax import SOFTMAX_FILE, SoftmaxHead, load_softmax
 from .vocab import Vocab
 
@@ -36,6 +36,7 @@ def write_model_dir(bilm: BiLM, softmax: SoftmaxHead, vocab: Vocab, directory: s
 
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_staging(directory)
     staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
     try:
         save_model_dir(bilm, staging, meta)
@@ -59,6 +60,14 @@ def write_model_dir(bilm: BiLM, softmax: SoftmaxHead, vocab: Vocab, directory: s
     return directory
 
 
+def remove_stale_staging(directory: Path) -> None:
+    """Staging folders a run killed mid-export left beside `directory` (mkdtemp's '.NAME.XXXXXXXX').
+    The output folder is locked by the writing run (pretrain/lock.py), so none of them is live."""
+    for stale in directory.parent.glob(f".{directory.name}.*"):
+        if stale.is_dir() and not stale.is_symlink() and stale.name != f".{directory.name}.old":
+            shutil.rmtree(stale, ignore_errors=True)
+
+
 @dataclass
 class LanguageModel:
     bilm: BiLM
@@ -70,12 +79,7 @@ class LanguageModel:
 def load_language_model(directory: str | Path, device: str | torch.device = "cpu") -> LanguageModel:
     directory = Path(directory)
     bilm = load_bilm(model=directory, device=device)
-    meta: dict[str, Any] = {}
-    if (directory / "meta.json").is_file():
-        try:
-            meta = json.loads((directory / "meta.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError) as err:
-            raise WeightFileError(f"{directory / 'meta.json'}: unreadable ({err})") from None
+    meta = read_meta(directory)
     softmax = vocab = None
     if (directory / SOFTMAX_FILE).is_file() and (directory / VOCAB_NAME).is_file():
         vocab = Vocab.from_file(directory / VOCAB_NAME)
