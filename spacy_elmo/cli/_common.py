@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import signal
+import threading
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 import typer
 from wasabi import msg
 
 from ..bilm import BiLM, ModelFiles, OptionsError, WeightFileError, load_bilm, resolve_model_files
+from ..bilm.device import DeviceError, parse_device
 from ..default_model import default_model_dir
 
 ModelOpt = typer.Option(None, "--model", "-m", help="Model directory (options.json + weights.hdf5).")
@@ -28,6 +32,7 @@ def load_model_or_exit(
         model = default_model_dir()
         if model is None:
             msg.fail("No model given and no default model is installed: pass --model DIR or --options-file F --weight-file F", exits=1)
+    check_device_or_exit(device)
     try:
         files = resolve_model_files(model, options_file, weight_file)
         files.meta()  # an unreadable meta.json is reported here, with the other bad-model errors
@@ -35,3 +40,41 @@ def load_model_or_exit(
     except (OptionsError, WeightFileError, ValueError) as err:
         msg.fail(str(err), exits=1)
         raise  # not reached: msg.fail exits; keeps type checkers from seeing a missing return
+
+
+def check_device_or_exit(device: str) -> None:
+    """An unknown device, or one this machine lacks, is a one-line error before any work."""
+    try:
+        parse_device(device)
+    except DeviceError as err:
+        msg.fail(f"--device: {err}", exits=1)
+
+
+# ---- output paths: checked before the work, so that hours of work never end in a traceback ------
+
+
+def check_output_or_exit(problem: str | None) -> None:
+    if problem is not None:
+        msg.fail(problem, exits=1)
+
+
+# ---- SIGTERM ----------------------------------------------------------------------------------
+
+
+def _exit_on_sigterm(signum, frame) -> None:
+    raise SystemExit(128 + signum)
+
+
+@contextmanager
+def cleanup_on_sigterm() -> Iterator[None]:
+    """Within the block, SIGTERM (kill, timeout, a batch scheduler) raises SystemExit like Ctrl-C
+    raises KeyboardInterrupt, so every `finally` runs and no temporary file is left behind. The
+    exit status is 143, as for a process the signal ended."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread (e.g. not in CliRunner threads)
+        return
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
