@@ -9,7 +9,9 @@ from typing import Optional
 import typer
 from wasabi import msg
 
+from ..atomic import atomic_path, output_file_problem
 from . import app
+from ._common import check_device_or_exit, check_output_or_exit, cleanup_on_sigterm
 
 
 @app.command("evaluate")
@@ -39,6 +41,9 @@ def evaluate_cli(
     from ..pretrain.export import load_language_model
     from ..pretrain.tokenizers import TokenizerError, make_tokenizer
 
+    check_device_or_exit(device)
+    if output is not None:  # checked now, not after the whole evaluation
+        check_output_or_exit(output_file_problem(output, [model, data]))
     try:
         lm = load_language_model(model, device=device)
         if lm.softmax is None or lm.vocab is None:
@@ -68,5 +73,9 @@ def evaluate_cli(
         title=f"Perplexity of {model} on {data}",
     )
     if output is not None:
-        output.write_text(json.dumps({"model": str(model), "data": str(data), **result.to_dict()}, indent=2) + "\n")
+        try:
+            with cleanup_on_sigterm(), atomic_path(output) as tmp:
+                tmp.write_text(json.dumps({"model": str(model), "data": str(data), **result.to_dict()}, indent=2) + "\n")
+        except OSError as err:
+            msg.fail(f"{output}: cannot write the results ({err})", exits=1)
         msg.good(f"Wrote {output}")

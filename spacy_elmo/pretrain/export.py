@@ -47,14 +47,12 @@ def write_model_dir(bilm: BiLM, softmax: SoftmaxHead, vocab: Vocab, directory: s
         mask = os.umask(0)
         os.umask(mask)
         os.chmod(staging, 0o777 & ~mask)
-        old = None
+        old = directory.with_name(f".{directory.name}.old")
         if directory.exists():
-            old = directory.with_name(f".{directory.name}.old")
             shutil.rmtree(old, ignore_errors=True)
             os.replace(directory, old)
         os.replace(staging, directory)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)  # also one a run killed between the two renames left
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return directory
