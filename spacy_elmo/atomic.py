@@ -2,8 +2,9 @@
 target, fsync the folder. A reader (or a run killed at any moment) sees the old file or the new
 one, never half of one.
 
-The temporary file is removed on every exit path Python sees (errors, Ctrl-C, and SIGTERM where
-the command turns it into SystemExit: cli/_common.py). Its name, `.NAME.PID.XXXXXXXX.tmp`, carries
+The temporary file is removed on every exit path: errors and Ctrl-C by `finally`, SIGTERM by the
+commands' handler (cli/_common.py), which removes every temporary this process is writing (they
+are registered in `_LIVE`) before it exits. Its name, `.NAME.PID.XXXXXXXX.tmp`, carries
 the writer's process id, so the next run removes what a SIGKILLed writer left without touching
 the temporary file of a writer still alive.
 """
@@ -11,10 +12,33 @@ the temporary file of a writer still alive.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Iterator
+
+
+_LIVE: set[Path] = set()  # temporary files and folders this process is writing right now
+
+
+@contextmanager
+def live_temporary(path: Path) -> Iterator[Path]:
+    """Register `path` (a temporary file or folder) for removal by `remove_live_temporaries`."""
+    _LIVE.add(path)
+    try:
+        yield path
+    finally:
+        _LIVE.discard(path)
+
+
+def remove_live_temporaries() -> None:
+    """Delete every temporary this process is writing (for a signal handler about to exit)."""
+    for path in list(_LIVE):
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
 
 
 def _umask() -> int:
@@ -44,6 +68,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
+    _LIVE.add(tmp)
     try:
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
         yield tmp
@@ -53,6 +78,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         fsync_dir(path.parent)
     finally:
         tmp.unlink(missing_ok=True)
+        _LIVE.discard(tmp)
 
 
 def remove_stale_temporaries(path: str | Path) -> list[Path]:

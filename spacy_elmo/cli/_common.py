@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import signal
+import sys
 import threading
 from contextlib import contextmanager
 from pathlib import Path
@@ -12,6 +14,7 @@ import typer
 from wasabi import msg
 
 from ..bilm import BiLM, ModelFiles, OptionsError, WeightFileError, load_bilm, resolve_model_files
+from ..atomic import remove_live_temporaries
 from ..bilm.device import DeviceError, parse_device
 from ..default_model import default_model_dir
 
@@ -61,19 +64,27 @@ def check_output_or_exit(problem: str | None) -> None:
 # ---- SIGTERM ----------------------------------------------------------------------------------
 
 
-def _exit_on_sigterm(signum, frame) -> None:
-    raise SystemExit(128 + signum)
+def _terminate(signum, frame) -> None:
+    # Remove the temporaries here rather than raise SystemExit: an exception raised where the signal
+    # lands could be swallowed (in a __del__, a callback) and the run would go on.
+    remove_live_temporaries()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(128 + signum)
 
 
 @contextmanager
 def cleanup_on_sigterm() -> Iterator[None]:
-    """Within the block, SIGTERM (kill, timeout, a batch scheduler) raises SystemExit like Ctrl-C
-    raises KeyboardInterrupt, so every `finally` runs and no temporary file is left behind. The
-    exit status is 143, as for a process the signal ended."""
+    """Within the block, SIGTERM (kill, timeout, a batch scheduler) first removes every temporary
+    file or folder this process is writing (spacy_elmo/atomic.py), then exits with status 143 as the
+    signal would. Finished outputs, checkpoints included, are never touched."""
     if threading.current_thread() is not threading.main_thread():
         yield  # signal handlers can only be set from the main thread (e.g. not in CliRunner threads)
         return
-    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         yield
     finally:

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from ..bilm import BiLM, WeightFileError, load_bilm, save_model_dir
+from ..atomic import live_temporary
 from ..bilm.weights import read_meta
 from .softmax import SOFTMAX_FILE, SoftmaxHead, load_softmax
 from .vocab import Vocab
@@ -38,23 +39,25 @@ def write_model_dir(bilm: BiLM, softmax: SoftmaxHead, vocab: Vocab, directory: s
     directory.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_staging(directory)
     staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-    try:
-        save_model_dir(bilm, staging, meta)
-        vocab.to_file(staging / VOCAB_NAME)
-        save_softmax(softmax, staging / SOFTMAX_FILE)
-        # mkdtemp folders are private (0700); a model is meant to be shared. (The files in it are
-        # written by atomic_path, which already gives them the usual permissions.)
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(staging, 0o777 & ~mask)
-        old = directory.with_name(f".{directory.name}.old")
-        if directory.exists():
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(directory, old)
-        os.replace(staging, directory)
-        shutil.rmtree(old, ignore_errors=True)  # also one a run killed between the two renames left
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    # live_temporary: the commands' SIGTERM handler removes the staging folder too.
+    with live_temporary(staging):
+        try:
+            save_model_dir(bilm, staging, meta)
+            vocab.to_file(staging / VOCAB_NAME)
+            save_softmax(softmax, staging / SOFTMAX_FILE)
+            # mkdtemp folders are private (0700); a model is meant to be shared. (The files in it are
+            # written by atomic_path, which already gives them the usual permissions.)
+            mask = os.umask(0)
+            os.umask(mask)
+            os.chmod(staging, 0o777 & ~mask)
+            old = directory.with_name(f".{directory.name}.old")
+            if directory.exists():
+                shutil.rmtree(old, ignore_errors=True)
+                os.replace(directory, old)
+            os.replace(staging, directory)
+            shutil.rmtree(old, ignore_errors=True)  # also one that a run killed between the renames left
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     return directory
 
 
