@@ -269,3 +269,30 @@ def test_duplicate_vocabulary_tokens_are_refused(tmp_path):
     with pytest.raises(VocabError, match="twice") as err:
         Vocab.from_file(path)
     assert str(path) in str(err.value)
+
+
+# ---- the same checks through spaCy: the component, spacy.load, from_bytes --------------------------
+
+
+def test_pipelines_refuse_external_storage(tmp_path, folder):
+    import spacy
+    import srsly
+
+    from elmo_pipelines import elmo_nlp
+
+    nlp = elmo_nlp(str(folder))
+    nlp.initialize()
+    nlp.to_disk(tmp_path / "pipeline")
+    data = nlp.get_pipe("elmo").to_bytes()
+    secret = secret_file(tmp_path, 1000)
+    for weights in (folder / "weights.hdf5", tmp_path / "pipeline" / "elmo" / "model" / "weights.hdf5"):
+        replace_dataset(weights, lambda f, name, shape: f.create_dataset(
+            name, shape, "float32", external=[(str(secret), 0, h5py.h5f.UNLIMITED)]))
+    with pytest.raises(WeightFileError, match="external storage"):
+        elmo_nlp(str(folder)).initialize()
+    with pytest.raises(WeightFileError, match="external storage"):
+        spacy.load(tmp_path / "pipeline")
+    tampered = srsly.msgpack_loads(data)
+    tampered["model"]["weights.hdf5"] = (folder / "weights.hdf5").read_bytes()
+    with pytest.raises(WeightFileError, match="external storage"):
+        spacy.blank("en").add_pipe("elmo", config={"similarity_hooks": False}).from_bytes(srsly.msgpack_dumps(tampered))
