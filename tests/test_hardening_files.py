@@ -296,3 +296,15 @@ def test_pipelines_refuse_external_storage(tmp_path, folder):
     tampered["model"]["weights.hdf5"] = (folder / "weights.hdf5").read_bytes()
     with pytest.raises(WeightFileError, match="external storage"):
         spacy.blank("en").add_pipe("elmo", config={"similarity_hooks": False}).from_bytes(srsly.msgpack_dumps(tampered))
+
+
+def test_oversized_vocabulary_is_refused_unread(tmp_path, tiny_bilm, monkeypatch):
+    from spacy_elmo.pretrain import write_model_dir
+
+    vocab = Vocab(["<S>", "</S>", "<UNK>", "the"])
+    lm = write_model_dir(tiny_bilm, FullSoftmax(4, tiny_bilm.options.lstm.projection_dim), vocab, tmp_path / "lm", {})
+    assert load_language_model(lm).vocab.tokens == vocab.tokens
+    monkeypatch.setattr("spacy_elmo.pretrain.export.MAX_VOCAB_BYTES", 10)
+    with pytest.raises(WeightFileError, match="supported maximum") as err:
+        load_language_model(lm)
+    assert "vocab.txt" in str(err.value)

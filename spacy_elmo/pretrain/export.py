@@ -29,6 +29,7 @@ from .softmax import SOFTMAX_FILE, SoftmaxHead, load_softmax
 from .vocab import Vocab
 
 VOCAB_NAME = "vocab.txt"
+MAX_VOCAB_BYTES = 256 << 20  # bilm-tf's 793k-word vocabulary is 7 MB
 
 
 def write_model_dir(bilm: BiLM, softmax: SoftmaxHead, vocab: Vocab, directory: str | Path, meta: dict[str, Any]) -> Path:
@@ -83,6 +84,9 @@ def load_language_model(directory: str | Path, device: str | torch.device = "cpu
     meta = read_meta(directory)
     softmax = vocab = None
     if (directory / SOFTMAX_FILE).is_file() and (directory / VOCAB_NAME).is_file():
+        size = (directory / VOCAB_NAME).stat().st_size
+        if size > MAX_VOCAB_BYTES:
+            raise WeightFileError(f"{directory / VOCAB_NAME}: {size:,} bytes, above the supported maximum {MAX_VOCAB_BYTES:,}")
         vocab = Vocab.from_file(directory / VOCAB_NAME)
         softmax = load_softmax(directory / SOFTMAX_FILE).to(device).eval()
         if softmax.vocab_size != len(vocab) or softmax.dim != bilm.options.lstm.projection_dim:
