@@ -151,3 +151,29 @@ def test_a_full_disk_while_checkpointing_is_a_one_line_error(tmp_path, corpus):
     assert "Traceback" not in output and "disk full" in output, output[-3000:]
     assert "last.pt" in output
     assert [p.name for p in (out / "checkpoints").iterdir()] == [], "a temporary checkpoint was left behind"
+
+
+TERM_DURING_EXPORT = """
+import os, signal, sys
+import spacy_elmo.pretrain.export as export
+from spacy_elmo.cli import app
+
+real = export.save_model_dir
+def save_then_terminate(bilm, staging, meta):
+    real(bilm, staging, meta)
+    os.kill(os.getpid(), signal.SIGTERM)  # as `kill` or a scheduler's time limit would
+    return staging
+export.save_model_dir = save_then_terminate
+app(sys.argv[1:])
+"""
+
+
+@pytest.mark.skipif(os.name != "posix", reason="SIGTERM")
+def test_sigterm_during_the_export_leaves_no_staging_folder(tmp_path, corpus):
+    config, out = write_config(tmp_path, corpus), tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-c", TERM_DURING_EXPORT, "pretrain", str(config), "-o", str(out),
+                           "--training.max_steps", "3", "--no-progress"],
+                          capture_output=True, text=True, env=ENV, timeout=300)
+    assert proc.returncode == 128 + signal.SIGTERM, proc.stderr[-3000:]
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".model")) == []
+    assert load_checkpoint(out / "checkpoints" / "last.pt")["step"] == 3  # ready for --resume
