@@ -11,6 +11,7 @@ the temporary file of a writer still alive.
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 import tempfile
@@ -65,6 +66,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yields a temporary path to write; on success it replaces `path` durably."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path)  # what SIGKILLed writers of this file left
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
@@ -86,7 +88,7 @@ def remove_stale_temporaries(path: str | Path) -> list[Path]:
     Returns what was removed."""
     path = Path(path)
     removed = []
-    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+    for stale in path.parent.glob(glob.escape(f".{path.name}.") + "*.tmp"):
         pid = stale.name[len(path.name) + 2 :].split(".", 1)[0]
         if pid.isdigit() and _alive(int(pid)):
             continue

@@ -187,6 +187,11 @@ def test_stale_temporaries_of_dead_writers_are_removed_live_ones_kept(tmp_path):
         path.write_text("x")
     assert sorted(remove_stale_temporaries(target)) == sorted([stale, old_style])
     assert live.exists()
+    # Every atomic write does the same first, so any command's next run cleans up after a SIGKILL.
+    stale.write_text("x")
+    with atomic_path(target) as tmp:
+        tmp.write_text("new")
+    assert not stale.exists() and live.exists() and target.read_text() == "new"
 
 
 def test_a_failed_write_leaves_no_temporary(tmp_path):

@@ -19,7 +19,7 @@ import h5py
 import numpy as np
 import torch
 
-from ..atomic import atomic_path, output_file_problem, remove_stale_temporaries
+from ..atomic import atomic_path, output_file_problem
 from .char_ids import batch_to_ids
 from .model import BiLM
 
@@ -164,7 +164,6 @@ def embed_file(
     problem = output_file_problem(output_file, [input_file])
     if problem is not None:
         raise ValueError(problem)
-    remove_stale_temporaries(output_file)  # left by runs killed before they could clean up
     total_lines = count_lines(input_file)
     sentence_to_index: dict[str, str] = {}
     n = 0

@@ -13,6 +13,7 @@ two files are only needed to evaluate or continue the language model.
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 import tempfile
@@ -65,7 +66,7 @@ def write_model_dir(bilm: BiLM, softmax: SoftmaxHead, vocab: Vocab, directory: s
 def remove_stale_staging(directory: Path) -> None:
     """Staging folders a run killed mid-export left beside `directory` (mkdtemp's '.NAME.XXXXXXXX').
     The output folder is locked by the writing run (pretrain/lock.py), so none of them is live."""
-    for stale in directory.parent.glob(f".{directory.name}.*"):
+    for stale in directory.parent.glob(glob.escape(f".{directory.name}.") + "*"):
         if stale.is_dir() and not stale.is_symlink() and stale.name != f".{directory.name}.old":
             shutil.rmtree(stale, ignore_errors=True)
 
