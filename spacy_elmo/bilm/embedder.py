@@ -189,10 +189,13 @@ def embed_file(
                         sentence_to_index[text] = key
                     n += 1
                 # Each window goes straight into its slice of the dataset: memory stays bounded by
-                # max_batch_tokens however long a line is.
+                # max_batch_tokens however long a line is. A line counts as done with its last window.
+                windows_left = [len(windows(len(tokens), embedder.max_batch_tokens)) for _, tokens in chunk]
+                bar.update(windows_left.count(0))
                 for (i, start, stop), layers in embedder.iter_pieces([tokens for _, tokens in chunk]):
                     datasets[i][..., start:stop, :] = reduce_layers(layers, output_format)
-                bar.update(len(chunk))
+                    windows_left[i] -= 1
+                    bar.update(windows_left[i] == 0)
         if not forget_sentences:
             index = fout.create_dataset("sentence_to_index", (1,), dtype=h5py.string_dtype())
             index[0] = json.dumps(sentence_to_index)

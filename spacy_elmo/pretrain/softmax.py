@@ -196,6 +196,8 @@ def load_softmax(path: str | Path) -> SoftmaxHead:
     path = Path(path)
     with open_hdf5(path, WeightFileError, "softmax file") as f:
         try:
+            if f.attrs.get_id("spacy_elmo_softmax").get_storage_size() > 1 << 20:  # a description is ~100 bytes
+                raise ValueError("the description attribute is over 1 MiB")
             info = parse_json(f.attrs["spacy_elmo_softmax"])
             with torch.device("meta"):  # shapes only: nothing is allocated yet
                 head = _from_description(info)
