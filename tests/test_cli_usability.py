@@ -11,7 +11,7 @@ from cli_output import printed
 from typer.testing import CliRunner
 
 from spacy_elmo.bilm import save_model_dir
-from spacy_elmo.bilm.embedder import Embedder, count_words
+from spacy_elmo.bilm.embedder import Embedder, count_words, embed_file
 from spacy_elmo.cli import app
 from spacy_elmo.cli.model_tools import training_summary
 
@@ -84,15 +84,31 @@ def test_embed_threads_sets_torch_threads(model_dir, tmp_path):
         torch.set_num_threads(previous)
 
 
-def test_embedding_reports_progress_batch_by_batch_in_words(make_bilm, tmp_path):
-    sentences = [["word"] * (1 + i % 7) for i in range(40)]
-    embedder = Embedder(make_bilm(), batch_size=4)
-    done: list[int] = []
-    results = embedder.iter_embed(sentences, chunk_size=4096, words_done=done.append)
-    first = next(results)  # the whole chunk is embedded before its first sentence comes out...
-    assert first.shape[1] == 1
-    assert len(done) == 10 and sum(done) == sum(map(len, sentences))  # ...but progress came per batch
+def test_embedding_reports_progress_in_words_as_windows_are_written(make_bilm, tmp_path, monkeypatch):
+    import tqdm
+
+    reported: dict[str, list] = {"total": [], "updates": []}
+
+    class Bar:  # stands in for tqdm: records what embed_file tells it
+        def __init__(self, total=None, **_):
+            reported["total"].append(total)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *_):
+            return False
+
+        def update(self, n=1):
+            reported["updates"].append(n)
+
+    monkeypatch.setattr(tqdm, "tqdm", Bar)
     path = tmp_path / "text.txt"
-    path.write_text("a b  c\n\nd\n", encoding="utf-8")
-    assert count_words(path) == 4
+    path.write_text("".join(" ".join(["word"] * (1 + i % 7)) + "\n" for i in range(40)) + "\n", encoding="utf-8")
+    embed_file(Embedder(make_bilm(), batch_size=4, max_batch_tokens=5), path, tmp_path / "out.hdf5", progress=True)
+    assert reported["total"] == [count_words(path)] == [sum(1 + i % 7 for i in range(40))]
+    assert sum(reported["updates"]) == count_words(path)
+    assert len(reported["updates"]) > 40  # window by window (lines of 6-7 words take two), not at the end
+    (tmp_path / "words.txt").write_text("a b  c\n\nd\n", encoding="utf-8")
+    assert count_words(tmp_path / "words.txt") == 4
 

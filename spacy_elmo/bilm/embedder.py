@@ -2,13 +2,16 @@
 
 Sentences are sorted by length and batched so that little work is spent on padding; results come
 back in input order. The model is stateless here, so sorting never changes a sentence's vectors.
+A sentence longer than `max_batch_tokens` is read in consecutive windows of that many tokens (as
+the component reads sentences longer than its window_size), so memory stays bounded whatever the
+line lengths; `embed_file` writes each window straight into its dataset.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections import deque
 import json
+import warnings
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Literal, Sequence
 
@@ -16,11 +19,17 @@ import h5py
 import numpy as np
 import torch
 
-from ..atomic import atomic_path
+from ..atomic import atomic_path, output_file_problem
 from .char_ids import batch_to_ids
 from .model import BiLM
 
 OutputFormat = Literal["all", "top", "average"]
+Piece = tuple[int, int, int]  # (sentence index, first token, end token)
+
+
+def windows(n_tokens: int, size: int) -> list[tuple[int, int]]:
+    """(start, stop) of the consecutive windows of at most `size` tokens that cover n_tokens."""
+    return [(k, min(k + size, n_tokens)) for k in range(0, n_tokens, size)]
 
 
 class Embedder:
@@ -45,7 +54,8 @@ class Embedder:
         return self.bilm.char_encoder.W_proj.device
 
     def batches(self, sentences: Sequence[Sequence[str]]) -> Iterator[list[int]]:
-        """Indices of `sentences` grouped into length-sorted batches."""
+        """Indices of `sentences` grouped into length-sorted batches (a sentence longer than
+        max_batch_tokens is a batch of its own: `pieces` splits such sentences first)."""
         order = sorted(range(len(sentences)), key=lambda i: len(sentences[i]))
         batch: list[int] = []
         for i in order:
@@ -57,6 +67,18 @@ class Embedder:
         if batch:
             yield batch
 
+    def pieces(self, sentences: Sequence[Sequence[str]]) -> list[Piece]:
+        """Every sentence as windows of at most max_batch_tokens tokens (none for an empty one)."""
+        long = [i for i, s in enumerate(sentences) if len(s) > self.max_batch_tokens]
+        if long:
+            warnings.warn(
+                f"spacy-elmo: {len(long)} sentence(s) longer than max_batch_tokens={self.max_batch_tokens} "
+                f"(the longest: {max(len(sentences[i]) for i in long):,} tokens) are read in consecutive windows "
+                f"of that many tokens, which do not see each other. Raise max_batch_tokens to keep them whole.",
+                stacklevel=3,
+            )
+        return [(i, a, b) for i, s in enumerate(sentences) for a, b in windows(len(s), self.max_batch_tokens)]
+
     @torch.inference_mode()
     def embed_batch(self, sentences: Sequence[Sequence[str]]) -> list[np.ndarray]:
         """One array (n_layers + 1, n_tokens, dim) per sentence; empty sentences give n_tokens = 0."""
@@ -64,31 +86,27 @@ class Embedder:
         stacked = out.stacked().float().cpu().numpy()  # (batch, layers, tokens, dim)
         return [stacked[k, :, : len(s)] for k, s in enumerate(sentences)]
 
-    def embed_sentences(
-        self, sentences: Sequence[Sequence[str]], words_done: Callable[[int], object] | None = None
-    ) -> list[np.ndarray]:
-        """Embed all sentences (any lengths, any order); results in input order.
+    def iter_pieces(self, sentences: Sequence[Sequence[str]]) -> Iterator[tuple[Piece, np.ndarray]]:
+        """(piece, its layers (n_layers + 1, stop - start, dim)) for every window of every sentence,
+        batch by batch: at most max_batch_tokens tokens are in flight at once."""
+        pieces = self.pieces(sentences)
+        tokens = [sentences[i][a:b] for i, a, b in pieces]
+        for batch in self.batches(tokens):
+            yield from zip((pieces[k] for k in batch), self.embed_batch([tokens[k] for k in batch]))
 
-        words_done: called after each batch with its number of words (for a progress bar).
-        """
-        results: list[np.ndarray | None] = [None] * len(sentences)
-        for batch in self.batches(sentences):
-            for i, array in zip(batch, self.embed_batch([sentences[i] for i in batch])):
-                results[i] = array
-            if words_done is not None:
-                words_done(sum(len(sentences[i]) for i in batch))
-        return results  # type: ignore[return-value]
+    def embed_sentences(self, sentences: Sequence[Sequence[str]]) -> list[np.ndarray]:
+        """Embed all sentences (any lengths, any order); results in input order."""
+        width, n_layers = self.bilm.output_dim, self.bilm.n_layers
+        results = [np.empty((n_layers, len(s), width), dtype=np.float32) for s in sentences]
+        for (i, a, b), array in self.iter_pieces(sentences):
+            results[i][:, a:b] = array
+        return results
 
-    def iter_embed(
-        self,
-        sentences: Iterable[Sequence[str]],
-        chunk_size: int = 4096,
-        words_done: Callable[[int], object] | None = None,
-    ) -> Iterator[np.ndarray]:
+    def iter_embed(self, sentences: Iterable[Sequence[str]], chunk_size: int = 4096) -> Iterator[np.ndarray]:
         """Stream: embed chunks of `chunk_size` sentences (sorted within the chunk), in input order."""
         iterator = iter(sentences)
         while chunk := list(itertools.islice(iterator, chunk_size)):
-            yield from self.embed_sentences(chunk, words_done)
+            yield from self.embed_sentences(chunk)
 
 
 def reduce_layers(layers: np.ndarray, output_format: OutputFormat) -> np.ndarray:
@@ -100,16 +118,6 @@ def reduce_layers(layers: np.ndarray, output_format: OutputFormat) -> np.ndarray
     if output_format == "average":
         return layers.mean(axis=0)
     raise ValueError(f"unknown output format {output_format!r}: use 'all', 'top' or 'average'")
-
-
-def count_lines(path: Path) -> int:
-    """Lines as Python iterates them: a last line without a newline still counts."""
-    newlines, last = 0, b"\n"
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            newlines += chunk.count(b"\n")
-            last = chunk[-1:]
-    return newlines + (last != b"\n")
 
 
 def count_words(path: Path) -> int:
@@ -133,6 +141,7 @@ def embed_file(
     use_sentence_keys: bool = False,
     forget_sentences: bool = False,
     progress: bool = True,
+    chunk_size: int = 4096,
 ) -> int:
     """Write one dataset per input line, as AllenNLP's `allennlp elmo` command does.
 
@@ -147,34 +156,39 @@ def embed_file(
     input_file, output_file = Path(input_file), Path(output_file)
     if not input_file.is_file():
         raise FileNotFoundError(f"{input_file}: input file not found")
+    problem = output_file_problem(output_file, [input_file])
+    if problem is not None:
+        raise ValueError(problem)
     total_words = count_words(input_file)
     sentence_to_index: dict[str, str] = {}
     n = 0
-    texts: deque[str] = deque()  # lines read but not yet written
-
-    def tokens_only() -> Iterator[list[str]]:
-        for text, tokens in read_sentences(input_file):
-            texts.append(text)
-            yield tokens
+    shape = {"all": (embedder.bilm.n_layers,), "top": (), "average": ()}[output_format]
+    width = embedder.bilm.output_dim
+    lines = read_sentences(input_file)
 
     with atomic_path(output_file) as tmp, h5py.File(tmp, "w") as fout:
-        # Counted in words, batch by batch: a chunk of 4,096 sentences is written only when all of
-        # it is done, so counting written sentences would sit at 0 and then jump.
+        # Counted in words as each window is written: a rate and time left that mean something.
         with tqdm(total=total_words, unit="word", unit_scale=True, desc="embedding", disable=not progress, leave=False) as bar:
-            for array in embedder.iter_embed(tokens_only(), words_done=bar.update):
-                text = texts.popleft()
-                key = text if use_sentence_keys else str(n)
-                if use_sentence_keys:
-                    if "/" in key or key == "" or key == "sentence_to_index":
-                        raise ValueError(
-                            f"line {n}: {key!r} cannot be an HDF5 dataset name; drop --use-sentence-keys"
-                        )
-                    if key in fout:
-                        raise ValueError(f"line {n}: duplicate sentence {key!r} with --use-sentence-keys")
-                fout.create_dataset(key, data=reduce_layers(array, output_format).astype(np.float32))
-                if not forget_sentences:
-                    sentence_to_index[text] = key
-                n += 1
+            while chunk := list(itertools.islice(lines, chunk_size)):
+                datasets = []
+                for text, tokens in chunk:
+                    key = text if use_sentence_keys else str(n)
+                    if use_sentence_keys:
+                        if "/" in key or key == "" or key == "sentence_to_index":
+                            raise ValueError(
+                                f"line {n}: {key!r} cannot be an HDF5 dataset name; drop --use-sentence-keys"
+                            )
+                        if key in fout:
+                            raise ValueError(f"line {n}: duplicate sentence {key!r} with --use-sentence-keys")
+                    datasets.append(fout.create_dataset(key, (*shape, len(tokens), width), dtype="float32"))
+                    if not forget_sentences:
+                        sentence_to_index[text] = key
+                    n += 1
+                # Each window goes straight into its slice of the dataset: memory stays bounded by
+                # max_batch_tokens however long a line is.
+                for (i, start, stop), layers in embedder.iter_pieces([tokens for _, tokens in chunk]):
+                    datasets[i][..., start:stop, :] = reduce_layers(layers, output_format)
+                    bar.update(stop - start)
         if not forget_sentences:
             index = fout.create_dataset("sentence_to_index", (1,), dtype=h5py.string_dtype())
             index[0] = json.dumps(sentence_to_index)

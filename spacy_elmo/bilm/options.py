@@ -7,6 +7,9 @@ does not describe a valid model raises `OptionsError` naming the offending key.
 from __future__ import annotations
 
 import json
+import math
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +19,20 @@ from .char_ids import MAX_CHARS_PER_TOKEN
 
 class OptionsError(ValueError):
     """options.json is missing, unreadable or does not describe a valid ELMo model."""
+
+
+# Size caps, far above every published ELMo (the largest, "Original", has lstm.dim 4096,
+# projection_dim 512, 2048 char filters, 2 highway layers: 93.6M parameters). They keep a
+# stranger's options.json from making us allocate without bound. Documented in docs/security.md.
+MAX_OPTIONS_BYTES = 1 << 20  # an options.json is a few hundred bytes
+MAX_LSTM_LAYERS = 16
+MAX_LSTM_DIM = 32_768
+MAX_PROJECTION_DIM = 8_192
+MAX_CHAR_EMBEDDING_DIM = 1_024
+MAX_FILTERS = 64  # convolutions
+MAX_FILTER_COUNT = 16_384  # output channels, all convolutions together
+MAX_HIGHWAY = 16
+MAX_PARAMETERS = 1_000_000_000  # 4 GB of float32: ten times the Original model
 
 
 @dataclass(frozen=True)
@@ -57,6 +74,17 @@ class ElmoOptions:
     def n_layers(self) -> int:
         """Number of representations per token: the char encoder plus each LSTM layer."""
         return self.lstm.n_layers + 1
+
+    @property
+    def n_parameters(self) -> int:
+        """Parameters of the biLM these options describe (the weight file's float count)."""
+        c, l = self.char_cnn, self.lstm
+        cnn = c.n_characters * c.embedding_dim + sum(w * c.embedding_dim * n + n for w, n in c.filters)
+        highway = c.n_highway * 2 * (c.n_filters * c.n_filters + c.n_filters)
+        proj = c.n_filters * l.projection_dim + l.projection_dim
+        # per direction and layer: W_0 (input + projection, 4 cell), B (4 cell), W_P_0 (cell, projection)
+        lstm = 2 * l.n_layers * (2 * l.projection_dim * 4 * l.dim + 4 * l.dim + l.dim * l.projection_dim)
+        return cnn + highway + proj + lstm
 
     # ---- JSON --------------------------------------------------------------------------------
 
@@ -161,29 +189,72 @@ class ElmoOptions:
             if value <= 0:
                 raise fail(f"'{name}' must be positive, got {value}")
         for name, value in [("lstm.cell_clip", lstm.cell_clip), ("lstm.proj_clip", lstm.proj_clip)]:
-            if value is not None and value <= 0:
-                raise fail(f"'{name}' must be positive (or absent for no clipping), got {value}")
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise fail(f"'{name}' must be a finite positive number (or absent for no clipping), got {value}")
         if char_cnn.n_highway < 0:
             raise fail("'char_cnn.n_highway' must be >= 0")
-        return cls(char_cnn=char_cnn, lstm=lstm)
+        for name, value, cap in [
+            ("char_cnn.embedding.dim", char_cnn.embedding_dim, MAX_CHAR_EMBEDDING_DIM),
+            ("char_cnn.filters (entries)", len(filters), MAX_FILTERS),
+            ("char_cnn.filters (total count)", char_cnn.n_filters, MAX_FILTER_COUNT),
+            ("char_cnn.n_highway", char_cnn.n_highway, MAX_HIGHWAY),
+            ("lstm.n_layers", lstm.n_layers, MAX_LSTM_LAYERS),
+            ("lstm.dim", lstm.dim, MAX_LSTM_DIM),
+            ("lstm.projection_dim", lstm.projection_dim, MAX_PROJECTION_DIM),
+        ]:
+            if value > cap:
+                raise fail(f"'{name}' is {value:,}, above the supported maximum {cap:,} (see docs/security.md)")
+        options = cls(char_cnn=char_cnn, lstm=lstm)
+        if options.n_parameters > MAX_PARAMETERS:
+            raise fail(
+                f"these sizes make {options.n_parameters:,} parameters, above the supported maximum "
+                f"{MAX_PARAMETERS:,} (see docs/security.md)"
+            )
+        return options
 
     @classmethod
     def from_file(cls, path: str | Path) -> "ElmoOptions":
         path = Path(path)
         try:
-            text = path.read_text(encoding="utf-8")
+            text = read_small_text(path, MAX_OPTIONS_BYTES)
         except FileNotFoundError:
             raise OptionsError(f"{path}: options file not found") from None
-        except (OSError, UnicodeDecodeError) as err:
+        except (OSError, UnicodeDecodeError, ValueError) as err:
             raise OptionsError(f"{path}: cannot read options file ({err})") from None
         try:
-            data = json.loads(text)
-        except json.JSONDecodeError as err:
+            data = parse_json(text)
+        except ValueError as err:
             raise OptionsError(f"{path}: not valid JSON ({err})") from None
         return cls.from_dict(data, source=str(path))
 
     def to_file(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+
+
+def read_small_text(path: Path, max_bytes: int) -> str:
+    """A regular file's UTF-8 text, refusing FIFOs, devices and files over `max_bytes`
+    (raises OSError / ValueError / UnicodeDecodeError: callers name the file)."""
+    # O_NONBLOCK: opening a FIFO must not wait for a writer; fstat then tells us what we opened.
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(f.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise ValueError("not a regular file")
+        if info.st_size > max_bytes:
+            raise ValueError(f"{info.st_size:,} bytes, more than the {max_bytes:,} allowed")
+        return f.read(max_bytes + 1).decode("utf-8")
+
+
+def parse_json(text: str) -> Any:
+    """json.loads, with NaN/Infinity and nesting too deep for Python's parser as ValueError."""
+
+    def no_constant(name: str) -> Any:
+        raise ValueError(f"{name} is not a number JSON allows")
+
+    try:
+        return json.loads(text, parse_constant=no_constant)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
 
 
 # The released AllenNLP model sizes (see docs: Small, Medium, Original).

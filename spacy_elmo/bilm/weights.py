@@ -25,12 +25,14 @@ import torch
 
 from ..atomic import atomic_path
 from .model import BiLM
-from .options import ElmoOptions, OptionsError
+from .options import ElmoOptions, parse_json, read_small_text
+from .safe_hdf5 import get_dataset, open_hdf5, read_float32
 
 OPTIONS_NAME = "options.json"
 WEIGHTS_NAME = "weights.hdf5"
 META_NAME = "meta.json"
 N_CHAR_ROWS = 261  # char_embed rows in every weight file: ids 1..261 (0 is batch padding)
+MAX_META_BYTES = 16 << 20  # meta.json: a few kB in practice
 
 
 class WeightFileError(ValueError):
@@ -123,45 +125,28 @@ def _assign(model: BiLM, arrays: dict[str, np.ndarray]) -> None:
 
 
 def read_weight_arrays(path: str | Path, options: ElmoOptions) -> dict[str, np.ndarray]:
-    """Read and check every dataset `options` implies. Raises WeightFileError on any problem."""
+    """Read and check every dataset `options` implies, as float32. Raises WeightFileError on any
+    problem. Links, storage and shapes of every dataset are checked before any data is read, so a
+    file never makes us read more than the (capped) options imply, nor bytes from elsewhere."""
     path = Path(path)
-    if not path.exists():
-        raise WeightFileError(f"{path}: weight file not found")
-    if path.is_dir():
-        raise WeightFileError(f"{path}: is a folder, expected an HDF5 weight file")
-    try:
-        fin = h5py.File(path, "r")
-    except (OSError, ValueError) as err:
-        raise WeightFileError(f"{path}: not a readable HDF5 file (corrupted or truncated?): {err}") from None
-    arrays: dict[str, np.ndarray] = {}
-    with fin:
+    with open_hdf5(path, WeightFileError, "weight file") as fin:
+        datasets = {}
         for name, shape in expected_shapes(options).items():
-            try:
-                obj = fin.get(name)
-            except (OSError, KeyError, ValueError, RuntimeError) as err:
-                raise WeightFileError(f"{path}: cannot read '{name}' (corrupted file?): {err}") from None
-            if obj is None:
+            dset = get_dataset(path, fin, name, WeightFileError)
+            if dset is None:
                 raise WeightFileError(
                     f"{path}: dataset '{name}' is missing: the file does not fit these options "
                     f"(or it is not an ELMo weight file)"
                 )
-            if not isinstance(obj, h5py.Dataset):
-                raise WeightFileError(f"{path}: '{name}' is a group, expected a dataset")
-            if tuple(obj.shape) != shape:
+            if tuple(dset.shape) != shape:
                 raise WeightFileError(
-                    f"{path}: dataset '{name}' has shape {tuple(obj.shape)}, the options imply {shape}: "
+                    f"{path}: dataset '{name}' has shape {tuple(dset.shape)}, the options imply {shape}: "
                     f"weights and options.json do not belong together"
                 )
-            if obj.dtype.kind != "f":
-                raise WeightFileError(f"{path}: dataset '{name}' holds {obj.dtype}, expected floats")
-            try:
-                data = obj[...]
-            except (OSError, ValueError, RuntimeError) as err:
-                raise WeightFileError(f"{path}: cannot read '{name}' (corrupted or truncated file?): {err}") from None
-            if not np.isfinite(data).all():
-                raise WeightFileError(f"{path}: dataset '{name}' contains NaN or infinite values")
-            arrays[name] = data
-    return arrays
+            if dset.dtype.kind != "f":
+                raise WeightFileError(f"{path}: dataset '{name}' holds {dset.dtype}, expected floats")
+            datasets[name] = dset
+        return {name: read_float32(path, name, dset, WeightFileError) for name, dset in datasets.items()}
 
 
 def load_weights(model: BiLM, weight_file: str | Path) -> BiLM:
@@ -187,15 +172,24 @@ class ModelFiles:
     directory: Path | None = None
 
     def meta(self) -> dict[str, Any]:
-        if self.directory is None:
-            return {}
-        path = self.directory / META_NAME
-        if not path.exists():
-            return {}
-        try:
-            return json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as err:
-            raise WeightFileError(f"{path}: unreadable model metadata ({err})") from None
+        return {} if self.directory is None else read_meta(self.directory)
+
+
+def read_meta(directory: str | Path) -> dict[str, Any]:
+    """A model directory's meta.json as a dict ({} when there is none); WeightFileError if it is
+    not a JSON object."""
+    path = Path(directory) / META_NAME
+    if not path.exists():
+        return {}
+    try:
+        meta = parse_json(read_small_text(path, MAX_META_BYTES))
+    except (OSError, ValueError) as err:  # UnicodeDecodeError is a ValueError
+        raise WeightFileError(f"{path}: unreadable model metadata ({err}); fix or delete meta.json") from None
+    if not isinstance(meta, dict):
+        raise WeightFileError(
+            f"{path}: model metadata must be a JSON object, got {type(meta).__name__}; fix or delete meta.json"
+        )
+    return meta
 
 
 def _named_model_dir(model: str | Path) -> Path | None:
@@ -238,12 +232,10 @@ def load_bilm(
 ) -> BiLM:
     """Load a biLM from a model directory or from an options.json + HDF5 pair, in eval mode."""
     files = resolve_model_files(model, options_file, weight_file)
-    try:
-        options = ElmoOptions.from_file(files.options_file)
-    except OptionsError:
-        raise
+    options = ElmoOptions.from_file(files.options_file)
+    arrays = read_weight_arrays(files.weight_file, options)  # checked whole before any tensor is built
     bilm = BiLM(options, stateful=stateful)
-    load_weights(bilm, files.weight_file)
+    _assign(bilm, arrays)
     return bilm.to(device).eval()
 
 

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import sys
+import threading
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 import typer
 from wasabi import msg
 
 from ..bilm import BiLM, ModelFiles, OptionsError, WeightFileError, load_bilm, resolve_model_files
+from ..atomic import remove_live_temporaries
+from ..bilm.device import DeviceError, parse_device
 from ..default_model import default_model_dir
 
 ModelOpt = typer.Option(
@@ -42,6 +49,7 @@ def load_model_or_exit(
         model = default_model_dir()
         if model is None:
             msg.fail("No model given and no default model is installed: pass --model DIR or --options-file F --weight-file F", exits=1)
+    check_device_or_exit(device)
     try:
         files = resolve_model_files(model, options_file, weight_file)
         files.meta()  # an unreadable meta.json is reported here, with the other bad-model errors
@@ -49,3 +57,49 @@ def load_model_or_exit(
     except (OptionsError, WeightFileError, ValueError) as err:
         msg.fail(str(err), exits=1)
         raise  # not reached: msg.fail exits; keeps type checkers from seeing a missing return
+
+
+def check_device_or_exit(device: str) -> None:
+    """An unknown device, or one this machine lacks, is a one-line error before any work."""
+    try:
+        parse_device(device)
+    except DeviceError as err:
+        msg.fail(f"--device: {err}", exits=1)
+
+
+# ---- output paths: checked before the work, so that hours of work never end in a traceback ------
+
+
+def check_output_or_exit(problem: str | None) -> None:
+    if problem is not None:
+        msg.fail(problem, exits=1)
+
+
+# ---- SIGTERM ----------------------------------------------------------------------------------
+
+
+def _terminate(signum, frame) -> None:
+    # Remove the temporaries here rather than raise SystemExit: an exception raised where the signal
+    # lands could be swallowed (in a __del__, a callback) and the run would go on.
+    remove_live_temporaries()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(128 + signum)
+
+
+@contextmanager
+def cleanup_on_sigterm() -> Iterator[None]:
+    """Within the block, SIGTERM (kill, timeout, a batch scheduler) first removes every temporary
+    file or folder this process is writing (spacy_elmo/atomic.py), then exits with status 143 as the
+    signal would. Finished outputs, checkpoints included, are never touched."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread (e.g. not in CliRunner threads)
+        return
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -8,9 +8,13 @@ from typing import Optional
 import typer
 from wasabi import msg
 
+from ..atomic import output_file_problem
 from ..bilm.embedder import Embedder, embed_file
 from . import app
-from ._common import DeviceOpt, ModelOpt, OptionsFileOpt, ThreadsOpt, WeightFileOpt, load_model_or_exit, use_threads
+from ._common import (
+    DeviceOpt, ModelOpt, OptionsFileOpt, ThreadsOpt, WeightFileOpt, check_output_or_exit, cleanup_on_sigterm,
+    load_model_or_exit, use_threads,
+)
 
 
 @app.command("embed", short_help="Contextual vectors for a text file, in AllenNLP's HDF5 layout.")
@@ -24,7 +28,7 @@ def embed_cli(
     options_file: Optional[Path] = OptionsFileOpt,
     weight_file: Optional[Path] = WeightFileOpt,
     batch_size: int = typer.Option(64, "--batch-size", min=1, help="Most sentences per batch."),
-    max_batch_tokens: int = typer.Option(8192, "--max-batch-tokens", min=1, help="Most tokens per batch (bounds memory on long sentences)."),
+    max_batch_tokens: int = typer.Option(8192, "--max-batch-tokens", min=1, help="Most tokens per batch, padding included: bounds memory. Longer lines are read in windows of this many tokens."),
     use_sentence_keys: bool = typer.Option(False, "--use-sentence-keys", help="Name datasets by the sentence text instead of the line index."),
     forget_sentences: bool = typer.Option(False, "--forget-sentences", help="Do not write the sentence_to_index dataset."),
     device: str = DeviceOpt,
@@ -40,11 +44,13 @@ def embed_cli(
     output_format = "top" if top else "average" if average else "all"
     if not input_file.is_file():
         msg.fail(f"{input_file}: input file not found", exits=1)
+    check_output_or_exit(output_file_problem(output_file, [input_file]))
     use_threads(threads)
     bilm, _ = load_model_or_exit(model, options_file, weight_file, device)
     embedder = Embedder(bilm, batch_size=batch_size, max_batch_tokens=max_batch_tokens)
     try:
-        n = embed_file(embedder, input_file, output_file, output_format, use_sentence_keys, forget_sentences, progress)
-    except ValueError as err:
-        msg.fail(str(err), exits=1)
+        with cleanup_on_sigterm():  # a killed run leaves no temporary output behind
+            n = embed_file(embedder, input_file, output_file, output_format, use_sentence_keys, forget_sentences, progress)
+    except (ValueError, OSError) as err:
+        msg.fail(f"{output_file}: {err}" if isinstance(err, OSError) else str(err), exits=1)
     msg.good(f"Wrote {n} sentences ({output_format}) to {output_file}")

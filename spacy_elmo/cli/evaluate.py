@@ -9,8 +9,9 @@ from typing import Optional
 import typer
 from wasabi import msg
 
+from ..atomic import atomic_path, output_file_problem
 from . import app
-from ._common import ThreadsOpt, use_threads
+from ._common import ThreadsOpt, check_device_or_exit, check_output_or_exit, cleanup_on_sigterm, use_threads
 
 
 @app.command("evaluate", short_help="Held-out perplexity of a pretrained biLM.")
@@ -42,6 +43,9 @@ def evaluate_cli(
     from ..pretrain.tokenizers import TokenizerError, make_tokenizer
 
     use_threads(threads)
+    check_device_or_exit(device)
+    if output is not None:  # checked now, not after the whole evaluation
+        check_output_or_exit(output_file_problem(output, [model, data]))
     try:
         lm = load_language_model(model, device=device)
         if lm.softmax is None or lm.vocab is None:
@@ -71,5 +75,9 @@ def evaluate_cli(
         title=f"Perplexity of {model} on {data}",
     )
     if output is not None:
-        output.write_text(json.dumps({"model": str(model), "data": str(data), **result.to_dict()}, indent=2) + "\n")
+        try:
+            with cleanup_on_sigterm(), atomic_path(output) as tmp:
+                tmp.write_text(json.dumps({"model": str(model), "data": str(data), **result.to_dict()}, indent=2) + "\n")
+        except OSError as err:
+            msg.fail(f"{output}: cannot write the results ({err})", exits=1)
         msg.good(f"Wrote {output}")

@@ -10,9 +10,14 @@ from typing import Optional
 import typer
 from wasabi import msg
 
-from ..bilm.weights import save_model_dir, save_weights
+from ..atomic import atomic_path, output_dir_problem, output_file_problem
+from ..bilm.weights import META_NAME, OPTIONS_NAME, WEIGHTS_NAME, save_model_dir, save_weights
 from . import app
-from ._common import ModelOpt, OptionsFileOpt, WeightFileOpt, load_model_or_exit
+from ._common import (
+    ModelOpt, OptionsFileOpt, WeightFileOpt, check_output_or_exit, cleanup_on_sigterm, load_model_or_exit,
+)
+
+EXTRA_FILES = ("MODEL_CARD.md", "vocab.txt")  # copied along by `convert --to dir`
 
 
 @app.command("info", short_help="A model's architecture and how it was trained.")
@@ -112,19 +117,31 @@ def convert_cli(
     The weights are read, checked against the options and written again, so a converted model is
     known to load.
     """
-    bilm, files = load_model_or_exit(model, options_file, weight_file)
-    if to == "dir":
-        meta = files.meta()
-        meta.setdefault("converted_from", str(files.directory or files.weight_file))
-        save_model_dir(bilm, output, meta)
-        for extra in ("MODEL_CARD.md", "vocab.txt"):
-            if files.directory is not None and (files.directory / extra).is_file():
-                shutil.copyfile(files.directory / extra, output / extra)
-        msg.good(f"Wrote model directory {output}")
-    elif to == "allennlp":
-        output.mkdir(parents=True, exist_ok=True)
-        bilm.options.to_file(output / f"{name}_options.json")
-        save_weights(bilm, output / f"{name}_weights.hdf5")
-        msg.good(f"Wrote {output / (name + '_options.json')} and {output / (name + '_weights.hdf5')}")
-    else:
+    if to not in ("dir", "allennlp"):
         msg.fail(f"--to must be 'dir' or 'allennlp', got {to!r}", exits=1)
+    bilm, files = load_model_or_exit(model, options_file, weight_file)
+    # Every file about to be written, checked against the inputs before anything is written.
+    inputs = [p for p in (files.directory, files.options_file, files.weight_file) if p is not None]
+    names = (OPTIONS_NAME, WEIGHTS_NAME, META_NAME, *EXTRA_FILES) if to == "dir" else (
+        f"{name}_options.json", f"{name}_weights.hdf5")
+    check_output_or_exit(output_dir_problem(output, inputs))
+    for file_name in names:
+        check_output_or_exit(output_file_problem(output / file_name, inputs))
+    try:
+        with cleanup_on_sigterm():
+            if to == "dir":
+                meta = files.meta()
+                meta.setdefault("converted_from", str(files.directory or files.weight_file))
+                save_model_dir(bilm, output, meta)
+                for extra in EXTRA_FILES:
+                    if files.directory is not None and (files.directory / extra).is_file():
+                        with atomic_path(output / extra) as tmp:
+                            shutil.copyfile(files.directory / extra, tmp)
+            else:
+                output.mkdir(parents=True, exist_ok=True)
+                with atomic_path(output / names[0]) as tmp:
+                    bilm.options.to_file(tmp)
+                save_weights(bilm, output / names[1])
+    except OSError as err:
+        msg.fail(f"{output}: cannot write the converted model ({err})", exits=1)
+    msg.good(f"Wrote model directory {output}" if to == "dir" else f"Wrote {output / names[0]} and {output / names[1]}")

@@ -65,8 +65,11 @@ def pretrain_cli(
     from spacy.cli._util import parse_config_overrides
 
     from ..bilm import OptionsError, WeightFileError
+    from ..bilm.device import DeviceError
     from ..pretrain import CheckpointError, ConfigError, CorpusError, VocabError, load_config, pretrain
+    from ..pretrain.lock import OutputFolderError
     from ..pretrain.tokenizers import TokenizerError
+    from ._common import cleanup_on_sigterm
 
     from ..pretrain.checkpoint import CHECKPOINT_NAME, LEG_STATE_NAME
 
@@ -77,8 +80,12 @@ def pretrain_cli(
         overrides["paths.init_from"] = str(init_from)
     try:
         config = load_config(config_path, overrides)
-        model_dir = pretrain(config, output, resume=resume, progress=progress)
-    except (ConfigError, CorpusError, CheckpointError, VocabError, OptionsError, WeightFileError, TokenizerError) as err:
+        with cleanup_on_sigterm():  # temporaries removed; the last checkpoint stays for --resume
+            model_dir = pretrain(config, output, resume=resume, progress=progress)
+    except (ConfigError, CorpusError, CheckpointError, VocabError, OptionsError, WeightFileError, TokenizerError,
+            DeviceError, OutputFolderError) as err:
         msg.fail(str(err), exits=1)
+    except OSError as err:  # e.g. a full disk while writing metrics or the model directory
+        msg.fail(f"{output}: {err}. The last checkpoint is intact: fix the cause and run again with --resume", exits=1)
     if os.environ.get("RANK", "0") == "0":  # under torchrun, one message, not one per process
         msg.good(f"Model directory: {model_dir}")

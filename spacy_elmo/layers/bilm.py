@@ -30,7 +30,7 @@ from thinc.api import ArgsKwargs, Model, PyTorchShim, torch2xp, xp2torch
 from thinc.types import Floats3d
 
 from ..bilm import BiLM, batch_to_ids
-from ..bilm.embedder import Embedder
+from ..bilm.embedder import Embedder, windows
 
 ElmoLayers = list[Floats3d]  # per doc: (n_layers + 1, len(doc), dim)
 Row = tuple[int, np.ndarray]  # (doc index, token indices)
@@ -137,7 +137,7 @@ def doc_rows(doc: Doc, window_size: int, context: str = "auto") -> list[np.ndarr
                 f"the windows do not see each other). Raise window_size to keep it whole.{hint}",
                 stacklevel=2,
             )
-            out.extend(row[k : k + window_size] for k in range(0, len(row), window_size))
+            out.extend(row[a:b] for a, b in windows(len(row), window_size))
         else:
             out.append(row)
     return out

@@ -35,8 +35,14 @@ class CheckpointError(ValueError):
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
     remove_stale_temporaries(path)  # left by a run killed mid-write
-    with atomic_path(path) as tmp:
-        torch.save({"format": FORMAT, **state}, tmp)
+    try:
+        with atomic_path(path) as tmp:
+            torch.save({"format": FORMAT, **state}, tmp)
+    except (OSError, RuntimeError) as err:  # a full disk is "RuntimeError: basic_ios::clear" in torch.save
+        raise CheckpointError(
+            f"{path}: cannot write the checkpoint ({type(err).__name__}: {err}). Is the disk full? "
+            f"The previous checkpoint is intact: free some space and run again with --resume"
+        ) from None
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -13,6 +13,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from ..bilm.device import parse_device
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -34,10 +36,8 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     """'auto' -> this process's GPU if there is one, else the CPU."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
+    device = parse_device(name)  # DeviceError (one line in the CLI) for unknown or absent devices
     if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise RuntimeError(f"device {name!r} asked for, but torch sees no GPU")
         if device.index is None:
             device = torch.device("cuda", local_rank % torch.cuda.device_count())
         torch.cuda.set_device(device)

@@ -13,7 +13,7 @@ two files are only needed to evaluate or continue the language model.
 
 from __future__ import annotations
 
-import json
+import glob
 import os
 import shutil
 import tempfile
@@ -24,10 +24,13 @@ from typing import Any
 import torch
 
 from ..bilm import BiLM, WeightFileError, load_bilm, save_model_dir
+from ..atomic import live_temporary
+from ..bilm.weights import read_meta
 from .softmax import SOFTMAX_FILE, SoftmaxHead, load_softmax
 from .vocab import Vocab
 
 VOCAB_NAME = "vocab.txt"
+MAX_VOCAB_BYTES = 256 << 20  # bilm-tf's 793k-word vocabulary is 7 MB
 
 
 def write_model_dir(bilm: BiLM, softmax: SoftmaxHead, vocab: Vocab, directory: str | Path, meta: dict[str, Any]) -> Path:
@@ -36,27 +39,36 @@ def write_model_dir(bilm: BiLM, softmax: SoftmaxHead, vocab: Vocab, directory: s
 
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_staging(directory)
     staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-    try:
-        save_model_dir(bilm, staging, meta)
-        vocab.to_file(staging / VOCAB_NAME)
-        save_softmax(softmax, staging / SOFTMAX_FILE)
-        # mkdtemp folders are private (0700); a model is meant to be shared. (The files in it are
-        # written by atomic_path, which already gives them the usual permissions.)
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(staging, 0o777 & ~mask)
-        old = None
-        if directory.exists():
+    # live_temporary: the commands' SIGTERM handler removes the staging folder too.
+    with live_temporary(staging):
+        try:
+            save_model_dir(bilm, staging, meta)
+            vocab.to_file(staging / VOCAB_NAME)
+            save_softmax(softmax, staging / SOFTMAX_FILE)
+            # mkdtemp folders are private (0700); a model is meant to be shared. (The files in it are
+            # written by atomic_path, which already gives them the usual permissions.)
+            mask = os.umask(0)
+            os.umask(mask)
+            os.chmod(staging, 0o777 & ~mask)
             old = directory.with_name(f".{directory.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(directory, old)
-        os.replace(staging, directory)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+            if directory.exists():
+                shutil.rmtree(old, ignore_errors=True)
+                os.replace(directory, old)
+            os.replace(staging, directory)
+            shutil.rmtree(old, ignore_errors=True)  # also one that a run killed between the renames left
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     return directory
+
+
+def remove_stale_staging(directory: Path) -> None:
+    """Staging folders a run killed mid-export left beside `directory` (mkdtemp's '.NAME.XXXXXXXX').
+    The output folder is locked by the writing run (pretrain/lock.py), so none of them is live."""
+    for stale in directory.parent.glob(glob.escape(f".{directory.name}.") + "*"):
+        if stale.is_dir() and not stale.is_symlink() and stale.name != f".{directory.name}.old":
+            shutil.rmtree(stale, ignore_errors=True)
 
 
 @dataclass
@@ -70,14 +82,12 @@ class LanguageModel:
 def load_language_model(directory: str | Path, device: str | torch.device = "cpu") -> LanguageModel:
     directory = Path(directory)
     bilm = load_bilm(model=directory, device=device)
-    meta: dict[str, Any] = {}
-    if (directory / "meta.json").is_file():
-        try:
-            meta = json.loads((directory / "meta.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError) as err:
-            raise WeightFileError(f"{directory / 'meta.json'}: unreadable ({err})") from None
+    meta = read_meta(directory)
     softmax = vocab = None
     if (directory / SOFTMAX_FILE).is_file() and (directory / VOCAB_NAME).is_file():
+        size = (directory / VOCAB_NAME).stat().st_size
+        if size > MAX_VOCAB_BYTES:
+            raise WeightFileError(f"{directory / VOCAB_NAME}: {size:,} bytes, above the supported maximum {MAX_VOCAB_BYTES:,}")
         vocab = Vocab.from_file(directory / VOCAB_NAME)
         softmax = load_softmax(directory / SOFTMAX_FILE).to(device).eval()
         if softmax.vocab_size != len(vocab) or softmax.dim != bilm.options.lstm.projection_dim:

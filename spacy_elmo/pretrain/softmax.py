@@ -187,23 +187,34 @@ def save_softmax(head: SoftmaxHead, path: str | Path) -> None:
 
 
 def load_softmax(path: str | Path) -> SoftmaxHead:
-    import h5py
+    """Read a softmax written by `save_softmax`, with the weight files' checks (bilm/safe_hdf5.py):
+    shapes are compared with the description before any tensor is allocated."""
+    from ..bilm import WeightFileError
+    from ..bilm.options import MAX_PARAMETERS, parse_json
+    from ..bilm.safe_hdf5 import get_dataset, open_hdf5, read_float32
 
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: softmax file not found")
-    try:
-        with h5py.File(path, "r") as f:
-            if "spacy_elmo_softmax" not in f.attrs:
-                raise ValueError(f"{path}: not a spacy-elmo softmax file (no 'spacy_elmo_softmax' attribute)")
-            head = _from_description(json.loads(f.attrs["spacy_elmo_softmax"]))
-            expected = head.state_dict()
-            state = {}
-            for name, value in expected.items():
-                if name not in f or tuple(f[name].shape) != tuple(value.shape):
-                    raise ValueError(f"{path}: '{name}' is missing or has the wrong shape")
-                state[name] = torch.from_numpy(f[name][...])
-    except OSError as err:
-        raise ValueError(f"{path}: not a readable HDF5 file ({err})") from None
+    with open_hdf5(path, WeightFileError, "softmax file") as f:
+        try:
+            if f.attrs.get_id("spacy_elmo_softmax").get_storage_size() > 1 << 20:  # a description is ~100 bytes
+                raise ValueError("the description attribute is over 1 MiB")
+            info = parse_json(f.attrs["spacy_elmo_softmax"])
+            with torch.device("meta"):  # shapes only: nothing is allocated yet
+                head = _from_description(info)
+        except KeyError:
+            raise WeightFileError(f"{path}: not a spacy-elmo softmax file (no 'spacy_elmo_softmax' attribute)") from None
+        except (ValueError, TypeError, OSError) as err:
+            raise WeightFileError(f"{path}: unreadable softmax description ({err})") from None
+        expected = head.state_dict()
+        size = sum(value.numel() for value in expected.values())
+        if size > MAX_PARAMETERS:
+            raise WeightFileError(f"{path}: a softmax of {size:,} parameters is above the supported maximum {MAX_PARAMETERS:,}")
+        state = {}
+        for name, value in expected.items():
+            dset = get_dataset(path, f, name, WeightFileError)
+            if dset is None or tuple(dset.shape) != tuple(value.shape):
+                raise WeightFileError(f"{path}: '{name}' is missing or has the wrong shape")
+            state[name] = torch.from_numpy(read_float32(path, name, dset, WeightFileError))
+    head = head.to_empty(device="cpu")
     head.load_state_dict(state)
     return head

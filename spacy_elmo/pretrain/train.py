@@ -49,6 +49,7 @@ from .corpus import CorpusError, CorpusStats, TextStream, corpus_fingerprint, fi
 from .distributed import DistInfo, all_gather, all_reduce_sum, barrier, init_distributed, shutdown
 from .evaluate import PerplexityResult, evaluate_perplexity
 from .export import VOCAB_NAME, load_language_model, write_model_dir
+from .lock import output_folder_lock
 from .metrics import MetricsLog, perplexity, plot_curves
 from .model import BidirectionalLM, detach_states, reset_backward
 from .softmax import build_softmax
@@ -66,8 +67,10 @@ def pretrain(config: Config, output_dir: str | Path, resume: bool = False, progr
     settings = PretrainSettings.from_config(config)
     info = init_distributed(settings.system.device)
     try:
-        trainer = Trainer(settings, config, Path(output_dir), info, resume=resume, progress=progress)
-        return trainer.train()
+        # One run per output folder: a second one fails here instead of mixing its files in.
+        with output_folder_lock(output_dir) if info.is_main else nullcontext():
+            trainer = Trainer(settings, config, Path(output_dir), info, resume=resume, progress=progress)
+            return trainer.train()
     finally:
         shutdown(info)
 
@@ -156,6 +159,7 @@ class Trainer:
 
         # ---- state: fresh, or exactly where the checkpoint left off -------------------------------
         self.step, self.words, self.elapsed = 0, 0, 0.0
+        self.last_train: dict[str, Any] = {}  # the latest training log line: meta.json's perplexity
         self.states = None
         self.warmup_start: int | None = None  # the step a resume without optimizer moments began at
         self.optimizer_resets: list[int] = []  # every such step of the whole run
@@ -293,6 +297,9 @@ class Trainer:
             self.optimizer_resets.append(self.step)
             log(self.info, f"Resuming from {self.leg_path} and model/ (no checkpoints/{CHECKPOINT_NAME}): the optimizer's "
                            f"moments start over; learning rate ramped up over {self.settings.training.restart_warmup_steps:,} steps")
+        # A run killed during the final export resumes with no step left to log: meta.json's
+        # training perplexity comes from here.
+        self.last_train = dict(ckpt.get("last_train") or {})
         mine = ckpt["ranks"][self.info.rank]
         self.batcher.load_state_dict(mine["data"])
         if mine["lstm_states"] is not None:
@@ -344,6 +351,7 @@ class Trainer:
             "vocab_fingerprint": self.vocab.fingerprint(),
             "optimizer_resets": self.optimizer_resets,
             "ranks": self.ranks,
+            "last_train": self.last_train,
         }
 
     def evaluate(self, max_sentences: int, keep_best: bool = True) -> PerplexityResult | None:
@@ -401,7 +409,7 @@ class Trainer:
         window_n = torch.zeros(2, dtype=torch.float64)
         window_loss, window_steps, window_words = 0.0, 0, 0
         window_start = time.perf_counter()
-        last_train: dict[str, Any] = {}
+        last_train = self.last_train
         total = None if self.max_steps == UNLIMITED_STEPS else self.max_steps
         bar = tqdm(total=total, initial=self.step, unit="step", disable=not self.progress, dynamic_ncols=True)
         while self.step < self.max_steps:
@@ -447,6 +455,7 @@ class Trainer:
                     "ppl": (fwd_ppl + bwd_ppl) / 2, "lr": self.optimizer.param_groups[0]["lr"],
                     "grad_norm": float(grad_norm), "softmax": s.softmax.type,
                 }
+                self.last_train = last_train
                 if self.metrics is not None:
                     self.metrics.log(last_train)
                 bar.set_postfix_str(

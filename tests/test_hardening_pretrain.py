@@ -1,0 +1,179 @@
+"""`spacy-elmo pretrain` after kills, beside other runs, on full disks (issue 18, items 8-9): one run
+per output folder, a resume after a kill during the final export ends with the same meta.json as
+an uninterrupted run and no staging folder, and every failure is a one-line error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from spacy_elmo.cli import app
+from spacy_elmo.pretrain.checkpoint import load_checkpoint
+from spacy_elmo.pretrain.export import write_model_dir
+from spacy_elmo.pretrain.lock import LOCK_NAME, OutputFolderError
+from cli_output import printed
+from tiny_pretrain import corpus, restore_torch_globals, train, write_config  # noqa: F401 (fixtures)
+
+runner = CliRunner()
+REPO = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+
+
+def cli_pretrain(config: Path, output: Path, *extra: str):
+    return runner.invoke(app, ["pretrain", str(config), "-o", str(output), "--training.max_steps", "3",
+                               "--no-progress", *extra])
+
+
+def one_line_failure(result, *phrases: str) -> None:
+    __tracebackhide__ = True
+    out = printed(result)
+    assert result.exit_code == 1, out
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    for phrase in phrases:
+        assert phrase in out, out
+
+
+HOLD_LOCK = """
+import sys, time
+from filelock import FileLock
+lock = FileLock(sys.argv[1], timeout=0)
+lock.acquire()
+print("held", flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_second_run_on_the_same_output_is_refused(tmp_path, corpus):
+    config, out = write_config(tmp_path, corpus), tmp_path / "out"
+    out.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(out / LOCK_NAME)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(OutputFolderError, match="another `spacy-elmo pretrain`"):
+            train(config, out, training__max_steps=2)
+        one_line_failure(cli_pretrain(config, out), "another `spacy-elmo pretrain`", str(out))
+        assert not (out / "metrics.jsonl").exists() and not (out / "checkpoints").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    # The lock dies with its holder (SIGKILL included): the folder is usable at once.
+    train(config, out, training__max_steps=2)
+    assert load_checkpoint(out / "checkpoints" / "last.pt")["step"] == 2
+
+
+def test_output_that_is_a_file_and_unknown_devices_are_one_line_errors(tmp_path, corpus):
+    config = write_config(tmp_path, corpus)
+    a_file = tmp_path / "taken"
+    a_file.write_text("keep")
+    one_line_failure(cli_pretrain(config, a_file), "is a file")
+    assert a_file.read_text() == "keep"
+    one_line_failure(cli_pretrain(config, tmp_path / "o1", "--system.device", "bogus"), "unknown device")
+    one_line_failure(cli_pretrain(config, tmp_path / "o2", "--system.device", "nonsense:3"), "unknown device")
+
+
+DIE_DURING_EXPORT = """
+import os, signal, sys
+import spacy_elmo.pretrain.export as export
+from spacy_elmo.pretrain import load_config, pretrain
+
+real = export.save_model_dir
+def save_then_die(bilm, staging, meta):
+    real(bilm, staging, meta)
+    if "model-best" not in str(staging) and os.path.basename(str(staging)).startswith(".model."):
+        os.kill(os.getpid(), signal.SIGKILL)  # mid-export: the staging folder is half written
+    return staging
+export.save_model_dir = save_then_die
+pretrain(load_config(sys.argv[1], {"training.max_steps": 6}), sys.argv[2], progress=False)
+"""
+
+
+def test_resume_after_a_kill_during_the_export_writes_the_same_model(tmp_path, corpus):
+    config = write_config(tmp_path, corpus)
+    killed = tmp_path / "killed"
+    proc = subprocess.run([sys.executable, "-c", DIE_DURING_EXPORT, str(config), str(killed)],
+                          capture_output=True, text=True, env=ENV, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
+    assert not (killed / "model").exists()
+    assert [p.name for p in killed.glob(".model.*")], "the kill should have left a staging folder"
+
+    train(config, killed, resume=True, training__max_steps=6)
+    train(config, tmp_path / "reference", training__max_steps=6)
+    assert [p.name for p in killed.glob(".model*")] == [], "staging folder left behind"
+    resumed = json.loads((killed / "model" / "meta.json").read_text())
+    reference = json.loads((tmp_path / "reference" / "model" / "meta.json").read_text())
+    assert resumed["perplexity"] is not None and resumed["train_perplexity"] is not None
+    # Training time is the only thing two runs cannot share; it is the killed run's own.
+    assert resumed.pop("training_seconds") == round(load_checkpoint(killed / "checkpoints" / "last.pt")["elapsed"], 1)
+    reference.pop("training_seconds")
+    assert resumed == reference
+    for name in ("weights.hdf5", "softmax.hdf5", "vocab.txt", "options.json"):
+        assert (killed / "model" / name).read_bytes() == (tmp_path / "reference" / "model" / name).read_bytes(), name
+
+
+def test_a_stale_old_model_folder_is_removed_by_the_next_export(tmp_path, tiny_bilm):
+    from spacy_elmo.pretrain import Vocab
+    from spacy_elmo.pretrain.softmax import FullSoftmax
+
+    vocab = Vocab(["<S>", "</S>", "<UNK>", "a"])
+    softmax = FullSoftmax(len(vocab), tiny_bilm.options.lstm.projection_dim)
+    (tmp_path / ".model.old").mkdir()  # a run killed between its two renames
+    (tmp_path / ".model.k3j4h5g6").mkdir()  # a run killed while filling its staging folder
+    write_model_dir(tiny_bilm, softmax, vocab, tmp_path / "model", {})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+DISK_FULL = """
+import resource, signal, sys
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG, as on a full disk
+limit = int(sys.argv[1])
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+from spacy_elmo.cli import app
+app(sys.argv[2:])
+"""
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGXFSZ"), reason="needs RLIMIT_FSIZE")
+def test_a_full_disk_while_checkpointing_is_a_one_line_error(tmp_path, corpus):
+    config, out = write_config(tmp_path, corpus), tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-c", DISK_FULL, str(64 << 10), "pretrain", str(config), "-o", str(out),
+                           "--training.max_steps", "3", "--no-progress"],
+                          capture_output=True, text=True, env=ENV, timeout=300)
+    output = " ".join((proc.stdout + proc.stderr).split())
+    assert proc.returncode == 1, output[-3000:]
+    assert "Traceback" not in output and "disk full" in output, output[-3000:]
+    assert "last.pt" in output
+    assert [p.name for p in (out / "checkpoints").iterdir()] == [], "a temporary checkpoint was left behind"
+
+
+TERM_DURING_EXPORT = """
+import os, signal, sys
+import spacy_elmo.pretrain.export as export
+from spacy_elmo.cli import app
+
+real = export.save_model_dir
+def save_then_terminate(bilm, staging, meta):
+    real(bilm, staging, meta)
+    os.kill(os.getpid(), signal.SIGTERM)  # as `kill` or a scheduler's time limit would
+    return staging
+export.save_model_dir = save_then_terminate
+app(sys.argv[1:])
+"""
+
+
+@pytest.mark.skipif(os.name != "posix", reason="SIGTERM")
+def test_sigterm_during_the_export_leaves_no_staging_folder(tmp_path, corpus):
+    config, out = write_config(tmp_path, corpus), tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-c", TERM_DURING_EXPORT, "pretrain", str(config), "-o", str(out),
+                           "--training.max_steps", "3", "--no-progress"],
+                          capture_output=True, text=True, env=ENV, timeout=300)
+    assert proc.returncode == 128 + signal.SIGTERM, proc.stderr[-3000:]
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".model")) == []
+    assert load_checkpoint(out / "checkpoints" / "last.pt")["step"] == 3  # ready for --resume
