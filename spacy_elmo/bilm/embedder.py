@@ -42,7 +42,7 @@ class Embedder:
 
     @property
     def device(self) -> torch.device:
-        return self.bilm.char_encoder.W_proj.device
+        return self.bilm.char_encoder.char_embed.weight.device
 
     def batches(self, sentences: Sequence[Sequence[str]]) -> Iterator[list[int]]:
         """Indices of `sentences` grouped into length-sorted batches."""
