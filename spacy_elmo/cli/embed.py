@@ -9,6 +9,7 @@ import typer
 from wasabi import msg
 
 from ..bilm.embedder import Embedder, embed_file
+from ..bilm.precision import PRECISIONS, precision_fallback, with_precision
 from . import app
 from ._common import DeviceOpt, ModelOpt, OptionsFileOpt, WeightFileOpt, load_model_or_exit
 
@@ -29,6 +30,7 @@ def embed_cli(
     forget_sentences: bool = typer.Option(False, "--forget-sentences", help="Do not write the sentence_to_index dataset."),
     device: str = DeviceOpt,
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    precision: str = typer.Option("float32", "--precision", help="float32 (exact), bfloat16 or int8: faster, approximate (docs/inference.md)."),
 ) -> None:
     """Embed every line of INPUT_FILE with ELMo and write OUTPUT_FILE in the AllenNLP layout.
 
@@ -39,7 +41,13 @@ def embed_cli(
     output_format = "top" if top else "average" if average else "all"
     if not input_file.is_file():
         msg.fail(f"{input_file}: input file not found", exits=1)
+    if precision not in PRECISIONS:
+        msg.fail(f"--precision {precision}: use one of {', '.join(PRECISIONS)}", exits=1)
+    if (why := precision_fallback(precision, device)) is not None:
+        msg.warn(why)
+        precision = "float32"
     bilm, _ = load_model_or_exit(model, options_file, weight_file, device)
+    bilm = with_precision(bilm, precision, copy=False)
     embedder = Embedder(bilm, batch_size=batch_size, max_batch_tokens=max_batch_tokens)
     try:
         n = embed_file(embedder, input_file, output_file, output_format, use_sentence_keys, forget_sentences, progress)
