@@ -131,9 +131,8 @@ def quantize_bilm(bilm: BiLM) -> BiLM:
         raise ValueError("int8 inference needs a stateless biLM (stateful=False)")
     if bilm.char_encoder.char_embed.weight.device.type != "cpu":
         raise ValueError("int8 inference runs on the CPU: move the biLM to the CPU first")
-    with torch.device("meta"):  # a shell without float weights: its modules are all replaced
-        quantized = BiLM(bilm.options, stateful=False, dropout=0.0)
-    quantized.char_encoder = Int8CharEncoder(bilm.char_encoder)
-    quantized.lstm.layers = nn.ModuleList(Int8BiLstmLayer(layer) for layer in bilm.lstm.layers)
-    assert not any(t.is_meta for t in quantized.state_dict().values())
-    return quantized.eval()
+    # A copy of everything else, with the int8 modules in place of the float ones (deepcopy takes
+    # objects already in its memo as they are): no second set of float weights is made.
+    replace = {id(bilm.char_encoder): Int8CharEncoder(bilm.char_encoder)}
+    replace.update({id(layer): Int8BiLstmLayer(layer) for layer in bilm.lstm.layers})
+    return copy.deepcopy(bilm, memo=replace).eval()
