@@ -4,6 +4,7 @@ errors and fallbacks; the component's windowed nlp.pipe gives the same vectors a
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 import warnings
 
 import h5py
@@ -225,3 +226,30 @@ def test_pipe_still_streams_an_endless_input(model_dir):
     nlp = make_nlp(model_dir, words_per_batch=10)
     endless = (f"Text number {i} ." for i in itertools.count())
     assert [d.text for d in itertools.islice(nlp.pipe(endless), 2)] == ["Text number 0 .", "Text number 1 ."]
+
+
+def test_ner_precision_script_evaluates_one_pipeline_in_every_precision(model_dir, tmp_path):
+    import importlib.util
+
+    from spacy.tokens import DocBin
+    from spacy.training import Example
+
+    from elmo_pipelines import listener, ner_model
+
+    nlp = spacy.blank("en")
+    nlp.add_pipe("elmo", config={"model": model_dir, "similarity_hooks": False})
+    nlp.add_pipe("ner", config={"model": ner_model(listener())})
+    docs = [nlp.make_doc(t) for t in ("Alice met Bob in Paris .", "Carol flew to Rome .")]
+    spans = [[(0, 5, "PER"), (10, 13, "PER"), (17, 22, "LOC")], [(0, 5, "PER"), (14, 18, "LOC")]]
+    examples = [Example.from_dict(d, {"entities": s}) for d, s in zip(docs, spans)]
+    nlp.initialize(lambda: examples)
+    nlp.to_disk(tmp_path / "pipeline")
+    gold = DocBin(docs=[eg.reference for eg in examples])
+    gold.to_disk(tmp_path / "gold.spacy")
+    script = Path(__file__).resolve().parents[1] / "scripts" / "ner_precision.py"
+    spec = importlib.util.spec_from_file_location("ner_precision", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    f1 = {p: module.evaluate(tmp_path / "pipeline", tmp_path / "gold.spacy", p) for p in ("float32", "int8")}
+    expected = 100 * nlp.evaluate(examples)["ents_f"]
+    assert f1["float32"] == pytest.approx(expected) and 0 <= f1["int8"] <= 100
