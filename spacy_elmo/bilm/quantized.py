@@ -43,9 +43,9 @@ class Int8Linear(nn.Module):
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None):
         super().__init__()
-        w = weight.detach().float()  # (in, out)
-        w_q, w_scale = quantize_rows(w.t())  # one scale per output column
-        self.register_buffer("weight", w_q.t().contiguous())  # (in, out) int8
+        # Stored (out, in) like nn.Linear and torchao's int8 layouts, used through a transposed view.
+        w_q, w_scale = quantize_rows(weight.detach().float().t())  # one scale per output column
+        self.register_buffer("weight", w_q.contiguous())  # (out, in) int8
         self.register_buffer("scale", w_scale.squeeze(1).contiguous())  # (out,)
         self.register_buffer("bias", None if bias is None else bias.detach().float().clone())
 
@@ -54,11 +54,11 @@ class Int8Linear(nn.Module):
         shape = x.shape[:-1]
         rows = x.reshape(-1, x.shape[-1]).float()  # (n, in)
         if rows.shape[0] == 0:
-            y = rows.new_zeros(0, self.weight.shape[1])
+            y = rows.new_zeros(0, self.weight.shape[0])
         else:
             x_q, x_scale = quantize_rows(rows)
             # Exact int32 accumulation, then back to float: one scale per column, one per row.
-            y = torch._int_mm(x_q, self.weight).float().mul_(self.scale).mul_(x_scale)  # (n, out)
+            y = torch._int_mm(x_q, self.weight.t()).float().mul_(self.scale).mul_(x_scale)  # (n, out)
         y = y.reshape(*shape, -1)
         if self.bias is not None:
             y = y.add_(self.bias)
