@@ -39,7 +39,7 @@ def quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class Int8Linear(nn.Module):
-    """y = x @ W (+ bias) with W (in, out), in the bilm-tf x @ W layout, stored as int8 per column."""
+    """y = x @ W (+ bias), built from a float W (in, out) in the bilm-tf layout; int8, one scale per column."""
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None):
         super().__init__()
@@ -54,17 +54,15 @@ class Int8Linear(nn.Module):
         shape = x.shape[:-1]
         rows = x.reshape(-1, x.shape[-1]).float()  # (n, in)
         if rows.shape[0] == 0:
-            y = rows.new_zeros(0, self.weight.shape[0])
-        else:
-            x_q, x_scale = quantize_rows(rows)
-            # Exact int32 accumulation, then back to float: one scale per column, one per row.
-            y = torch._int_mm(x_q, self.weight.t()).float().mul_(self.scale).mul_(x_scale)  # (n, out)
-        y = y.reshape(*shape, -1)
-        if self.bias is not None:
-            y = y.add_(self.bias)
-        if add is not None:
-            y = y.add_(add)
-        return y
+            return rows.new_zeros(*shape, self.weight.shape[0])
+        x_q, x_scale = quantize_rows(rows)
+        # Exact int32 accumulation, then back to float: one scale per row, then one per column in
+        # the same pass (addcmul) that adds the bias or `add`.
+        y = torch._int_mm(x_q, self.weight.t()).float().mul_(x_scale).reshape(*shape, -1)  # (..., out)
+        if add is None and self.bias is None:
+            return y.mul_(self.scale)
+        y = torch.addcmul(self.bias if add is None else add, y, self.scale)
+        return y.add_(self.bias) if add is not None and self.bias is not None else y
 
 
 def _per_direction(linears: nn.ModuleList, x: torch.Tensor, add: torch.Tensor | None = None) -> torch.Tensor:
