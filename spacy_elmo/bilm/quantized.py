@@ -49,25 +49,33 @@ class Int8Linear(nn.Module):
         self.register_buffer("scale", w_scale.squeeze(1).contiguous())  # (out,)
         self.register_buffer("bias", None if bias is None else bias.detach().float().clone())
 
-    def forward(self, x: torch.Tensor, add: torch.Tensor | None = None) -> torch.Tensor:
-        """x (..., in) -> (..., out) float32, plus `add` (..., out) when given (the gates' input part)."""
+    def forward(
+        self, x: torch.Tensor, add: torch.Tensor | None = None, out: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """x (..., in) -> (..., out) float32, plus `add` (..., out) when given (the gates' input
+        part); written into `out` when given."""
         shape = x.shape[:-1]
         rows = x.reshape(-1, x.shape[-1]).float()  # (n, in)
         if rows.shape[0] == 0:
-            return rows.new_zeros(*shape, self.weight.shape[0])
+            return rows.new_zeros(*shape, self.weight.shape[0]) if out is None else out
         x_q, x_scale = quantize_rows(rows)
         # Exact int32 accumulation, then back to float: one scale per row, then one per column in
         # the same pass (addcmul) that adds the bias or `add`.
         y = torch._int_mm(x_q, self.weight.t()).float().mul_(x_scale).reshape(*shape, -1)  # (..., out)
-        if add is None and self.bias is None:
-            return y.mul_(self.scale)
-        y = torch.addcmul(self.bias if add is None else add, y, self.scale)
-        return y.add_(self.bias) if add is not None and self.bias is not None else y
+        if add is not None and self.bias is not None:
+            add = add + self.bias
+        base = self.bias if add is None else add
+        if base is None:
+            return y.mul_(self.scale) if out is None else torch.mul(y, self.scale, out=out)
+        return torch.addcmul(base, y, self.scale, out=out)
 
 
 def _per_direction(linears: nn.ModuleList, x: torch.Tensor, add: torch.Tensor | None = None) -> torch.Tensor:
-    """(2, n, in) -> (2, n, out): direction d through linears[d]."""
-    return torch.stack([lin(x[d], None if add is None else add[d]) for d, lin in enumerate(linears)])
+    """(2, n, in) -> (2, n, out): direction d through linears[d], straight into one tensor."""
+    out = x.new_empty(2, x.shape[1], linears[0].weight.shape[0], dtype=torch.float32)
+    for d, linear in enumerate(linears):
+        linear(x[d], None if add is None else add[d], out=out[d])
+    return out
 
 
 class Int8BiLstmLayer(BiLstmLayer):
