@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import tempfile
 import weakref
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,7 @@ from .bilm import (
     resolve_model_files,
     save_model_dir,
 )
+from .bilm.precision import PRECISIONS
 from .bilm.weights import META_NAME, OPTIONS_NAME, WEIGHTS_NAME
 from .cache import LayerCache
 from .hub import resolve_model_name
@@ -46,6 +47,9 @@ from .layers import ElmoBiLM, ElmoLayers, ElmoListener, get_bilm, mix_layers, se
 
 MODEL_DIR = "model"  # the model directory inside the component's folder
 OUTPUTS = ("top", "average", "mix")
+# nlp.pipe reads this many biLM batches' worth of words before running them, whatever its
+# batch_size: the rows are then length-sorted into full batches, as `spacy-elmo embed` does.
+PIPE_WINDOW_BATCHES = 8
 HOW_TO_CHOOSE = (
     "Tell the component where the weights are: nlp.add_pipe('elmo', config={'model': 'path/to/dir'}) "
     f"for a model directory ({OPTIONS_NAME} + {WEIGHTS_NAME}) or a published model's name such as "
@@ -116,6 +120,7 @@ def _restoring(nlp: Language, name: str) -> bool:
         "cache_mb": 0,
         "allow_download": False,
         "threads": 0,
+        "precision": "float32",
     },
     assigns=["doc._.elmo", "token._.elmo", "span._.elmo"],
     default_score_weights={},
@@ -139,6 +144,7 @@ def make_elmo(
     cache_mb: float,
     allow_download: bool,
     threads: int,
+    precision: str,
 ) -> Elmo:
     """Create the `elmo` component.
 
@@ -175,6 +181,10 @@ def make_elmo(
         process started by multiprocessing, such as a worker of nlp.pipe(n_process>1)). On a busy
         machine 1 can be several times faster. Torch's thread count is process-wide, so this
         also applies to other torch code.
+    precision (str): how the biLM runs at prediction: "float32" (exact), "bfloat16" (CPUs with
+        AVX-512 BF16 / AMX, GPUs from compute capability 8.0; float32 with a warning elsewhere) or
+        "int8" (CPU only). Both are approximate and faster; see docs/inference.md for their error.
+        The float32 weights are still what is saved; fine-tuning the biLM needs "float32".
     """
     files = options = None
     try:
@@ -198,6 +208,7 @@ def make_elmo(
         similarity_hooks=similarity_hooks,
         device=device,
         cache_mb=cache_mb,
+        precision=precision,
     )
 
 
@@ -211,6 +222,20 @@ def _parse_output(output: str | int) -> str | int:
     elif isinstance(output, int) and not isinstance(output, bool):
         return output
     raise ValueError(f"elmo component: output must be one of {', '.join(OUTPUTS)} or a layer index, got {output!r}")
+
+
+def _windows_of_words(docs: Iterable[Doc], n_words: int) -> Iterator[list[Doc]]:
+    """Consecutive docs, in order, grouped until a group has at least n_words tokens."""
+    window: list[Doc] = []
+    size = 0
+    for doc in docs:
+        window.append(doc)
+        size += len(doc)
+        if size >= n_words:
+            yield window
+            window, size = [], 0
+    if window:
+        yield window
 
 
 def _torch_device(device: str) -> torch.device | None:
@@ -253,6 +278,7 @@ class Elmo(TrainablePipe):
         similarity_hooks: bool = True,
         device: str = "auto",
         cache_mb: float = 0,
+        precision: str = "float32",
     ) -> None:
         self.vocab = vocab
         self.model = model
@@ -266,6 +292,9 @@ class Elmo(TrainablePipe):
         self.set_doc_tensor = set_doc_tensor
         self.similarity_hooks = similarity_hooks
         self.device = _torch_device(device)
+        if precision not in PRECISIONS:
+            raise ValueError(f"elmo component: precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        self.precision = precision
         self.cache = LayerCache(cache_mb)
         self.cfg: dict[str, Any] = {}
         self.listener_map: dict[str, list[ElmoListener]] = {}
@@ -293,7 +322,7 @@ class Elmo(TrainablePipe):
 
     def _set_bilm(self, bilm: BiLM, meta: dict[str, Any]) -> None:
         self._check_layers(bilm.n_layers)
-        set_bilm(self.model, bilm, self.device)
+        set_bilm(self.model, bilm, self.device, precision=self.precision)
         self.cache.clear()  # its layers came from the old weights
         self._meta = dict(meta)
         for listener in self.listeners:  # they may have been linked before the weights were read
@@ -318,6 +347,18 @@ class Elmo(TrainablePipe):
         docs = list(docs)
         self.get_bilm()
         return self.cache.layers(docs, self.model.predict)
+
+    def pipe(self, stream: Iterable[Doc], *, batch_size: int = 128) -> Iterator[Doc]:
+        """Annotate a stream of docs, yielded in order. Reads the stream in windows of
+        PIPE_WINDOW_BATCHES x words_per_batch words rather than `batch_size` docs, so the biLM gets
+        full, length-sorted batches whatever the caller's batch size (vectors are the same)."""
+        error_handler = self.get_error_handler()
+        for docs in _windows_of_words(stream, PIPE_WINDOW_BATCHES * self.model.attrs["words_per_batch"]):
+            try:
+                self.set_annotations(docs, self.predict(docs))
+                yield from docs
+            except Exception as e:
+                error_handler(self.name, self, docs, e)
 
     def set_annotations(self, docs: Iterable[Doc], layers: ElmoLayers) -> None:
         n_readers = len(self.listeners)
@@ -391,6 +432,11 @@ class Elmo(TrainablePipe):
             for listener in listeners:
                 listener.receive(docs, layers, None)
             return losses
+        if self.precision != "float32":
+            raise ValueError(
+                f"elmo component: precision={self.precision!r} runs a frozen copy of the biLM; "
+                "fine-tuning it (a listener with grad_factor != 0) needs precision='float32'"
+            )
         self.cache.clear()  # the weights are about to change
         layers, backprop_bilm = self.model.begin_update(docs)
         position = {id(doc): i for i, doc in enumerate(docs)}

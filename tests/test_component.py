@@ -22,6 +22,7 @@ from spacy.tokens import Doc
 from spacy_elmo import default_model
 from spacy_elmo.bilm import ScalarMix, batch_to_ids, load_bilm, save_model_dir
 from spacy_elmo.bilm.embedder import Embedder
+from spacy_elmo.component import PIPE_WINDOW_BATCHES
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -266,7 +267,7 @@ def test_vectors_do_not_depend_on_the_batch(model_dir):
 
 
 def test_pipe_streams(model_dir):
-    nlp = make_nlp(model_dir)
+    nlp = make_nlp(model_dir, words_per_batch=10)
     pulled = []
 
     def texts():
@@ -276,7 +277,9 @@ def test_pipe_streams(model_dir):
 
     docs = list(itertools.islice(nlp.pipe(texts(), batch_size=8), 3))
     assert [d.text for d in docs] == [f"Text number {i} ." for i in range(3)]
-    assert len(pulled) <= 16  # an endless stream is fine: nothing waits for its end
+    # An endless stream is fine: nothing waits for its end. The component reads ahead a window of
+    # PIPE_WINDOW_BATCHES biLM batches (of 4-word texts here), whatever the caller's batch_size.
+    assert len(pulled) <= PIPE_WINDOW_BATCHES * 10 // 4 + 8
 
 
 def test_n_process_2_gives_the_same_vectors(model_dir):

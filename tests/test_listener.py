@@ -114,11 +114,12 @@ def test_listeners_read_the_layers_of_one_bilm_run(model_dir):
     assert len(calls) == 1  # two listeners, one biLM run
     assert len(elmo._pending) == 0  # released once both listeners have read it
     kept = list(nlp.pipe([text for text, _, _ in DATA] * 5, batch_size=8))
-    assert len(calls) == 1 + 3 and len(elmo._pending) == 0  # 20 docs in 3 batches, docs still alive
+    # 20 short docs: one window of words, so one biLM batch whatever pipe's batch_size; docs still alive
+    assert len(calls) == 1 + 1 and len(elmo._pending) == 0
     # Without the elmo component the listeners run the biLM themselves: same vectors, same answers.
     with nlp.select_pipes(disable=["elmo"]):
         alone = nlp("Alice met Bob in London .")
-    assert alone._.elmo is None and len(calls) > 4
+    assert alone._.elmo is None and len(calls) > 2
     assert alone.cats == pytest.approx(doc.cats, abs=1e-6)
     assert [(e.text, e.label_) for e in alone.ents] == [(e.text, e.label_) for e in doc.ents]
     assert kept[0].cats == pytest.approx(nlp(DATA[0][0]).cats, abs=1e-6)

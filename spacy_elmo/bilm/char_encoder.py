@@ -32,9 +32,17 @@ class Highway(nn.Module):
         nn.init.constant_(self.b_carry, -2.0)
         nn.init.zeros_(self.b_transform)
 
+    # The two products; the int8 copy (quantized.py) overrides them and shares `forward`.
+
+    def carry(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.addmm(self.b_carry, x, self.W_carry)
+
+    def transform(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.addmm(self.b_transform, x, self.W_transform)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (n, dim)
-        gate = torch.sigmoid(torch.addmm(self.b_carry, x, self.W_carry))
-        transformed = torch.relu(torch.addmm(self.b_transform, x, self.W_transform))
+        gate = torch.sigmoid(self.carry(x))
+        transformed = torch.relu(self.transform(x))
         return gate * transformed + (1.0 - gate) * x
 
 
@@ -72,14 +80,18 @@ class CharEncoder(nn.Module):
         h = self.activation(torch.cat(pooled, dim=-1))  # (n, n_filters)
         for highway in self.highways:
             h = highway(h)
-        return torch.addmm(self.b_proj, h, self.W_proj)  # (n, output_dim)
+        return self.project(h)  # (n, output_dim)
+
+    def project(self, h: torch.Tensor) -> torch.Tensor:
+        """(n, n_filters) -> (n, output_dim); the int8 copy (quantized.py) overrides it."""
+        return torch.addmm(self.b_proj, h, self.W_proj)
 
     def forward(self, char_ids: torch.Tensor) -> torch.Tensor:
         batch, n_tokens, n_chars = char_ids.shape
         flat = char_ids.reshape(-1, n_chars)
         present = (flat > 0).any(dim=-1)
         if not bool(present.any()):
-            out = flat.new_zeros((flat.shape[0], self.output_dim), dtype=self.W_proj.dtype)
+            out = flat.new_zeros((flat.shape[0], self.output_dim), dtype=self.char_embed.weight.dtype)
             return out.reshape(batch, n_tokens, self.output_dim)
         unique, inverse = torch.unique(flat[present], dim=0, return_inverse=True)
         encoded = self.encode_unique(unique)  # float32, or bf16 under autocast

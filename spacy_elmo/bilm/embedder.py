@@ -13,7 +13,7 @@ import itertools
 import json
 import warnings
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Literal, Sequence
+from typing import Iterable, Iterator, Literal, Sequence
 
 import h5py
 import numpy as np
@@ -51,7 +51,7 @@ class Embedder:
 
     @property
     def device(self) -> torch.device:
-        return self.bilm.char_encoder.W_proj.device
+        return self.bilm.char_encoder.char_embed.weight.device
 
     def batches(self, sentences: Sequence[Sequence[str]]) -> Iterator[list[int]]:
         """Indices of `sentences` grouped into length-sorted batches (a sentence longer than

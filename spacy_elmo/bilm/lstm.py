@@ -63,6 +63,21 @@ class BiLstmLayer(nn.Module):
         forget[:, 2 * self.cell_dim : 3 * self.cell_dim] = FORGET_BIAS
         return self.bias + forget
 
+    # The layer's three products. An inference-only int8 copy (quantized.py) overrides these and
+    # nothing else, so both share the recurrence below.
+
+    def input_gates(self, x: torch.Tensor) -> torch.Tensor:
+        """(2, n, in) -> (2, n, 4cell): x @ W_input + the gate bias."""
+        return torch.baddbmm(self.gate_bias().unsqueeze(1), x, self.W_input)
+
+    def hidden_gates(self, x_gates: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """(2, n, 4cell) + (2, n, proj) @ W_hidden -> (2, n, 4cell)."""
+        return torch.baddbmm(x_gates, h, self.W_hidden)
+
+    def project(self, m: torch.Tensor) -> torch.Tensor:
+        """(2, n, cell) -> (2, n, proj): the cell output's projection to h."""
+        return torch.bmm(m, self.W_proj)
+
     def forward(
         self,
         x: torch.Tensor,
@@ -79,11 +94,15 @@ class BiLstmLayer(nn.Module):
         """
         _, batch, time, _ = x.shape
         cell = self.cell_dim
+        # The cell state sums over every step, so it stays in (at least) float32 even when the
+        # products run in bfloat16; in float32 the casts below are no-ops.
+        cell_dtype = torch.promote_types(x.dtype, torch.float32)
         if state is None:
             h = x.new_zeros(2, batch, self.proj_dim)
-            c = x.new_zeros(2, batch, cell)
+            c = x.new_zeros(2, batch, cell, dtype=cell_dtype)
         else:
             h, c = state
+            c = c.to(cell_dtype)
         # Rows still running at each step (rows are sorted longest first, so they are a prefix).
         active = (lengths.unsqueeze(0) > torch.arange(time).unsqueeze(1)).sum(1).tolist()
         # The input-to-hidden product of every real position at once, packed time-major (as a
@@ -91,19 +110,19 @@ class BiLstmLayer(nn.Module):
         # (2, n_real, in) @ (2, in, 4cell) + bias -> (2, n_real, 4cell).
         valid = (torch.arange(time).unsqueeze(1) < lengths.unsqueeze(0)).to(x.device)  # (time, batch)
         packed = x.transpose(1, 2)[:, valid]  # (2, n_real, in)
-        x_gates = torch.baddbmm(self.gate_bias().unsqueeze(1), packed, self.W_input)
+        x_gates = self.input_gates(packed)
         # Split once: slicing inside the loop would make backprop allocate a full-size zero
         # gradient per step.
         x_steps = x_gates.split(active, dim=1)  # time x (2, n_t, 4cell)
         outputs = []
         for t in range(time):
             n = active[t]
-            gates = torch.baddbmm(x_steps[t], h[:, :n], self.W_hidden)  # (2, n, 4cell)
-            i, j, f, o = gates.chunk(4, dim=-1)
+            gates = self.hidden_gates(x_steps[t], h[:, :n])  # (2, n, 4cell)
+            i, j, f, o = gates.to(cell_dtype).chunk(4, dim=-1)
             c_new = torch.sigmoid(f) * c[:, :n] + torch.sigmoid(i) * torch.tanh(j)
             if self.cell_clip is not None:
                 c_new = c_new.clamp(-self.cell_clip, self.cell_clip)
-            h_new = torch.bmm(torch.sigmoid(o) * torch.tanh(c_new), self.W_proj)  # (2, n, proj)
+            h_new = self.project((torch.sigmoid(o) * torch.tanh(c_new)).to(h.dtype))  # (2, n, proj)
             if self.proj_clip is not None:
                 h_new = h_new.clamp(-self.proj_clip, self.proj_clip)
             if n < batch:  # finished rows keep their final state

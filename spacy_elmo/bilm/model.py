@@ -58,6 +58,9 @@ class BiLM(nn.Module):
     `reset_states()` to start over.
     """
 
+    # "float32"; "bfloat16" or "int8" on an inference-only copy made by precision.with_precision
+    precision = "float32"
+
     def __init__(self, options: ElmoOptions, stateful: bool = False, dropout: float = 0.0):
         super().__init__()
         self.options = options
@@ -107,7 +110,7 @@ class BiLM(nn.Module):
         mask = (char_ids > 0).any(dim=-1)  # (batch, tokens)
         width = self.output_dim
         if batch == 0:
-            empty = self.char_encoder.W_proj.new_zeros(0, n_tokens, width)
+            empty = self.char_encoder.char_embed.weight.new_zeros(0, n_tokens, width)
             return BiLMOutput([empty] * self.n_layers, mask)
         framed, lengths = add_sentence_boundaries(char_ids)
         tokens = self.char_encoder(framed)  # (batch, tokens + 2, proj)

@@ -26,6 +26,7 @@ import torch
 from ..atomic import atomic_path
 from .model import BiLM
 from .options import ElmoOptions, parse_json, read_small_text
+from .precision import check_precision, with_precision
 from .safe_hdf5 import get_dataset, open_hdf5, read_float32
 
 OPTIONS_NAME = "options.json"
@@ -160,6 +161,10 @@ def load_weights(model: BiLM, weight_file: str | Path) -> BiLM:
 
 def save_weights(model: BiLM, weight_file: str | Path) -> None:
     """Write `model`'s weights in the bilm-tf / AllenNLP HDF5 layout (float32), atomically."""
+    if model.precision != "float32":
+        raise WeightFileError(
+            f"{weight_file}: this biLM is a {model.precision} inference copy; save the float32 model instead"
+        )
     with atomic_path(weight_file) as tmp, h5py.File(tmp, "w") as fout:
         for name, array in _to_file_layout(model):
             fout.create_dataset(name, data=array, dtype="float32")
@@ -229,14 +234,20 @@ def load_bilm(
     weight_file: str | Path | None = None,
     stateful: bool = False,
     device: str | torch.device = "cpu",
+    precision: str = "float32",
 ) -> BiLM:
-    """Load a biLM from a model directory or from an options.json + HDF5 pair, in eval mode."""
+    """Load a biLM from a model directory or from an options.json + HDF5 pair, in eval mode.
+
+    precision: "float32" (exact), "bfloat16" or "int8": an inference-only model (see
+    bilm/precision.py; float32 with a warning where the device does not run it natively).
+    """
+    check_precision(precision)
     files = resolve_model_files(model, options_file, weight_file)
     options = ElmoOptions.from_file(files.options_file)
     arrays = read_weight_arrays(files.weight_file, options)  # checked whole before any tensor is built
     bilm = BiLM(options, stateful=stateful)
     _assign(bilm, arrays)
-    return bilm.to(device).eval()
+    return with_precision(bilm.to(device).eval(), precision, copy=False)
 
 
 def save_model_dir(model: BiLM, directory: str | Path, meta: dict[str, Any] | None = None) -> Path:

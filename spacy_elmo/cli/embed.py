@@ -10,6 +10,7 @@ from wasabi import msg
 
 from ..atomic import output_file_problem
 from ..bilm.embedder import Embedder, embed_file
+from ..bilm.precision import PRECISIONS, precision_fallback, with_precision
 from . import app
 from ._common import (
     DeviceOpt, ModelOpt, OptionsFileOpt, ThreadsOpt, WeightFileOpt, check_output_or_exit, cleanup_on_sigterm,
@@ -34,6 +35,7 @@ def embed_cli(
     device: str = DeviceOpt,
     threads: int = ThreadsOpt,
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    precision: str = typer.Option("float32", "--precision", help="float32 (exact), bfloat16 or int8: faster, approximate (docs/inference.md)."),
 ) -> None:
     """Embed every line of INPUT_FILE with ELMo and write OUTPUT_FILE in the AllenNLP layout.
 
@@ -46,7 +48,13 @@ def embed_cli(
         msg.fail(f"{input_file}: input file not found", exits=1)
     check_output_or_exit(output_file_problem(output_file, [input_file]))
     use_threads(threads)
+    if precision not in PRECISIONS:
+        msg.fail(f"--precision {precision}: use one of {', '.join(PRECISIONS)}", exits=1)
+    if (why := precision_fallback(precision, device)) is not None:
+        msg.warn(why)
+        precision = "float32"
     bilm, _ = load_model_or_exit(model, options_file, weight_file, device)
+    bilm = with_precision(bilm, precision, copy=False)
     embedder = Embedder(bilm, batch_size=batch_size, max_batch_tokens=max_batch_tokens)
     try:
         with cleanup_on_sigterm():  # a killed run leaves no temporary output behind

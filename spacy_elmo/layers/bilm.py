@@ -31,6 +31,7 @@ from thinc.types import Floats3d
 
 from ..bilm import BiLM, batch_to_ids
 from ..bilm.embedder import Embedder, windows
+from ..bilm.precision import with_precision
 
 ElmoLayers = list[Floats3d]  # per doc: (n_layers + 1, len(doc), dim)
 Row = tuple[int, np.ndarray]  # (doc index, token indices)
@@ -82,14 +83,21 @@ def ElmoBiLM(
     )
 
 
-def set_bilm(model: Model, bilm: BiLM, device: torch.device | None = None) -> None:
-    """Attach (or replace) the torch biLM; device None = the device of the current Thinc ops."""
-    model.shims[:] = [PyTorchShim(bilm.eval(), device=device)]
+def set_bilm(model: Model, bilm: BiLM, device: torch.device | None = None, precision: str = "float32") -> None:
+    """Attach (or replace) the torch biLM; device None = the device of the current Thinc ops.
+
+    shims[0] holds the float32 biLM (trained and saved); with precision "bfloat16" or "int8" a
+    second shim holds its inference copy, which prediction uses (bilm/precision.py).
+    """
+    weights = PyTorchShim(bilm.eval(), device=device)
+    inference = with_precision(bilm, precision, weights.device)
+    model.shims[:] = [weights] if inference is bilm else [weights, PyTorchShim(inference, device=weights.device)]
     model.set_dim("nL", bilm.n_layers, force=True)
     model.set_dim("nO", bilm.output_dim, force=True)
 
 
 def get_bilm(model: Model) -> BiLM | None:
+    """The float32 biLM (None before `set_bilm`)."""
     return model.shims[0]._model if model.shims else None
 
 
@@ -182,7 +190,7 @@ def _forward(model: Model, docs: list[Doc], is_train: bool) -> tuple[ElmoLayers,
             "the ELMo biLM has no weights yet: call nlp.initialize(), or load the pipeline from disk"
         )
     _use_threads(model.attrs.get("threads", 0))
-    shim = model.shims[0]
+    shim = model.shims[0] if is_train else model.shims[-1]  # the float32 biLM or its inference copy
     ops = model.ops
     n_layers, width = model.get_dim("nL"), model.get_dim("nO")
     window, per_batch, context = model.attrs["window_size"], model.attrs["words_per_batch"], model.attrs["context"]
@@ -201,7 +209,7 @@ def _forward(model: Model, docs: list[Doc], is_train: bool) -> tuple[ElmoLayers,
             graphs.append((batch, stacked))
         else:
             stacked = shim.predict(ArgsKwargs(args=(char_ids,), kwargs={})).stacked()  # no_grad
-        values = torch2xp(stacked.detach(), ops=ops)
+        values = torch2xp(stacked.detach().float(), ops=ops)  # bf16 has no numpy type
         for k, r in enumerate(batch):
             d, idx = rows[r]
             outputs[d][:, idx] = values[k, :, : len(idx)]
