@@ -36,6 +36,11 @@ class ReportInputs:
     stsb: str | Path | None = None  # tasks.stsb.run_stsb output
     wic: str | Path | None = None  # tasks.wic.run_wic output
     model: str | Path | None = None  # biLM model dir, for the polysemy projection
+    # scripts/train_grid.py JSON: textcat per data set, the NER learning curve, NER + static vectors
+    sentiment: str | Path | None = None
+    topics: str | Path | None = None
+    ner_curve: str | Path | None = None
+    ner_vectors: str | Path | None = None
     pipelines: dict[str, str | Path] = field(default_factory=dict)  # task -> trained pipeline (mix weights)
     settings: dict[str, Any] = field(default_factory=dict)  # shown in the header (corpus, sizes, seed)
 
@@ -117,9 +122,12 @@ def pretraining_figures(log_path: str | Path | None) -> dict[str, float | None]:
 
 def collect(inputs: ReportInputs) -> dict:
     """Everything the report shows, as plain JSON data (None where a figure is missing)."""
+    from .evidence import EVIDENCE_INPUTS, collect_evidence
+
     status: dict[str, str] = {}
     loaded: dict[str, Any] = {}
-    for name in ("perplexity", "task_perplexity_general", "task_perplexity_finetuned", "ner_baseline", "ner_elmo", "stsb", "wic"):
+    for name in ("perplexity", "task_perplexity_general", "task_perplexity_finetuned", "ner_baseline", "ner_elmo", "stsb", "wic",
+                 *EVIDENCE_INPUTS):
         loaded[name], status[name] = _load(getattr(inputs, name))
     log = inputs.pretrain_log
     status["pretrain_log"] = "not given" if log is None else "ok" if Path(log).is_file() else f"missing: {log}"
@@ -168,6 +176,7 @@ def collect(inputs: ReportInputs) -> dict:
         },
         "pretraining": pretraining,
         "ner": ner,
+        "evidence": collect_evidence({name: loaded[name] for name in EVIDENCE_INPUTS}, ner),
         "stsb": stsb_fig,
         "wic": {
             "accuracy": wic_fig,
@@ -238,6 +247,14 @@ def make_plots(inputs: ReportInputs, fig: dict, out_dir: Path) -> tuple[dict[str
         notes["polysemy_pca.png"] = "PCA of contextual vectors of polysemous words, coloured by sentence"
     else:
         notes["polysemy_pca.png"] = f"not made: biLM model directory missing ({inputs.model})"
+
+    from .plots import plot_learning_curve
+
+    if fig["evidence"]["learning_curve"]["arms"]:
+        plot_learning_curve(fig["evidence"]["learning_curve"], out_dir / "learning_curve.png")
+        notes["learning_curve.png"] = "NER test F1 against training sentences, baseline and +ELMo"
+    else:
+        notes["learning_curve.png"] = f"not made: learning-curve runs missing ({inputs.ner_curve})"
     return notes, extra
 
 

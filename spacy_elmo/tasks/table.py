@@ -89,6 +89,11 @@ def rows(fig: dict) -> list[dict]:
         name = "train (threshold fit)" if split == "train" else split
         add("WiC", "accuracy %", name, **layer_cells(accuracy[split], 100))
 
+    if "evidence" in fig:
+        from .evidence import evidence_rows
+
+        out += evidence_rows(fig["evidence"])
+
     wps = fig["words_per_second"]
     add("Speed", "words/s, biLM pretraining", "train", elmo=_cell(wps["pretraining"], digits=0))
     add("Speed", "words/s, biLM inference (STS-B)", "dev, test", elmo=_cell(wps["bilm_stsb"], digits=0))
@@ -112,6 +117,9 @@ def render_markdown(fig: dict, table: list[dict], plots: dict[str, str]) -> str:
         "ELMo's learned scalar mix over the frozen biLM (in the project workflow, the copy fine-tuned on the NER "
         "train words; its perplexity on the dev words is the 'perplexity on NER text' row); for STS-B and WiC (no training) the equal-weight mix of all layers. "
         "WiC: threshold on the cosine fitted on train, then applied to dev and test. "
+        "Rows marked '+ static vectors': the same two configs with spaCy's static-vector input reading floret "
+        "vectors trained on the biLM's own pretraining text (Baseline column: baseline + vectors; +ELMo column: "
+        "ELMo + vectors). Text classification: a seeded, stratified 80/10/10 split. "
         f"{NA} = the step's output is missing (see report.json `inputs`); empty = does not apply."
     )
     lines += ["", legend, ""]
