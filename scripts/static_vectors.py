@@ -20,10 +20,9 @@ def main(
     bucket: int = typer.Option(200000, "--bucket", help="Rows of floret's hash table (vectors stored)."),
     min_count: int = typer.Option(5, "--min-count", help="Words seen fewer times get no word entry."),
     threads: int = typer.Option(1, "--threads", help="floret threads (1 = deterministic)."),
-    seed: int = typer.Option(0, "--seed"),
 ) -> None:
     try:
-        info = train_floret(text, output, dim=dim, epochs=epochs, bucket=bucket, min_count=min_count, threads=threads, seed=seed)
+        info = train_floret(text, output, dim=dim, epochs=epochs, bucket=bucket, min_count=min_count, threads=threads)
     except FileNotFoundError as err:
         raise typer.BadParameter(str(err)) from None
     write_json(output.with_suffix(".json"), info)

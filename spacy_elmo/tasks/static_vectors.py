@@ -17,7 +17,7 @@ from ..atomic import atomic_path
 
 def train_floret(
     text: str | Path, output: str | Path, dim: int = 300, epochs: int = 5, bucket: int = 200000,
-    min_count: int = 5, minn: int = 4, maxn: int = 5, hash_count: int = 2, threads: int = 1, seed: int = 0,
+    min_count: int = 5, minn: int = 4, maxn: int = 5, hash_count: int = 2, threads: int = 1,
 ) -> dict:
     """Train CBOW floret vectors on `text` and write them as a .floret file (atomically: a killed
     run leaves no file a rerun would take for a finished one). Returns the settings and sizes.
@@ -26,7 +26,8 @@ def train_floret(
     dim: vector width. epochs: passes over the text. bucket: rows of the hash table (the number
         of vectors spaCy stores; every word and subword maps to hash_count of them).
     min_count: words seen fewer times get no word entry (their subwords still count).
-    minn, maxn: character n-gram lengths. threads: floret's threads (1 is deterministic).
+    minn, maxn: character n-gram lengths. threads: floret's threads (1 is deterministic: floret's
+        Python API has no seed argument and always seeds its generator with 0).
     """
     import floret
 
@@ -35,8 +36,8 @@ def train_floret(
         raise FileNotFoundError(f"{text}: missing or empty; run the step that writes the pretraining text first")
     settings = {"dim": dim, "epoch": epochs, "bucket": bucket, "minCount": min_count, "minn": minn, "maxn": maxn, "hashCount": hash_count}
     model = floret.train_unsupervised(
-        str(text), model="cbow", mode="floret", thread=threads, seed=seed, verbose=0, **settings
+        str(text), model="cbow", mode="floret", thread=threads, verbose=0, **settings
     )
     with atomic_path(output) as tmp:
         model.save_floret_vectors(str(tmp))
-    return {"text": str(text), "words_in_vocab": len(model.words), "seed": seed, "threads": threads, **settings}
+    return {"text": str(text), "words_in_vocab": len(model.words), "threads": threads, **settings}
