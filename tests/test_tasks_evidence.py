@@ -150,19 +150,17 @@ def test_summarize_gives_mean_and_sd_over_seeds():
 
 @pytest.mark.slow
 def test_textcat_arms_train_a_few_steps_and_resume(tmp_path, tiny_model_dir, monkeypatch):
-    """All four textcat arms (the vectors ones with floret vectors spaCy loaded) train, score on
-    the test set, and a rerun reuses the finished runs instead of training again."""
+    """The plain baseline and ELMo + floret vectors (the two ends of the four arms; the smoke test
+    runs all four) train, score on the test set, and a rerun reuses the finished runs."""
     from spacy_elmo.tasks import grid
 
     data = tmp_path / "topics"
     split_labelled_tsv(write_bbc_news(tmp_path / "bbc.tsv", per_label=4), data, seed=0, dev=0.25, test=0.25)
     vectors = make_vectors(tmp_path)
-    arms = [Arm.parse(f"{name}={CONFIGS / cfg}") for name, cfg in (
-        ("baseline", "textcat_baseline.cfg"), ("vectors", "textcat_baseline.cfg+vectors"),
-        ("elmo", "textcat_elmo.cfg"), ("elmo_vectors", "textcat_elmo.cfg+vectors"))]
+    arms = [Arm.parse(f"baseline={CONFIGS / 'textcat_baseline.cfg'}"), Arm.parse(f"elmo_vectors={CONFIGS / 'textcat_elmo.cfg'}+vectors")]
     args = (arms, data / "train.spacy", [0], tmp_path / "runs", data / "dev.spacy", data / "test.spacy", 2)
     result = run_grid(*args, elmo_model=tiny_model_dir, vectors=vectors)
-    assert [r["arm"] for r in result["runs"]] == ["baseline", "vectors", "elmo", "elmo_vectors"]
+    assert [r["arm"] for r in result["runs"]] == ["baseline", "elmo_vectors"]
     for run in result["runs"]:
         assert 0 <= run["scores"]["accuracy"] <= 1 and 0 <= run["scores"]["macro_f"] <= 1
     import spacy
