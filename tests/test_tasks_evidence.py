@@ -256,3 +256,20 @@ def test_evidence_rows_show_the_grid_figures(tmp_path):
     assert cells[("NER learning curve", "F1, 100% of train, 14,041 sentences")] == {"Baseline": "90.00", "+ELMo (mix)": "n/a"}
     assert (tmp_path / "learning_curve.png").read_bytes()[:4] == b"\x89PNG"
     assert "NER learning curve" in (tmp_path / "report.md").read_text()
+
+
+@pytest.mark.shared
+@pytest.mark.parametrize("path, n_items, n_labels", [
+    ("movie_reviews/movie_reviews.tsv", 2000, 2), ("bbc_news/bbc_news.labels.tsv", 2225, 5),
+])
+def test_real_text_classification_sets_split_80_10_10(shared_dir, path, n_items, n_labels):
+    """The workflow's split of the real files (read only; the DocBins are the workflow's job)."""
+    source = shared_dir / "data" / path
+    if not source.is_file():
+        pytest.skip(f"../shared/data/{path} is absent: the text classification data sets are not on this machine")
+    labels = [label for label, _ in read_labelled_tsv(source)]
+    assert len(labels) == n_items and len(set(labels)) == n_labels
+    split = stratified_split(labels, dev=0.1, test=0.1, seed=0)
+    assert sum(map(len, split.values())) == n_items
+    for name in ("dev", "test"):
+        assert abs(len(split[name]) - n_items / 10) <= n_labels
