@@ -273,3 +273,20 @@ def test_real_text_classification_sets_split_80_10_10(shared_dir, path, n_items,
     assert sum(map(len, split.values())) == n_items
     for name in ("dev", "test"):
         assert abs(len(split[name]) - n_items / 10) <= n_labels
+
+
+def test_a_finished_run_is_reused_only_with_the_same_settings(tmp_path):
+    from spacy_elmo.tasks._io import write_json
+    from spacy_elmo.tasks.grid import finished_scores, run_settings
+
+    config = tmp_path / "a.cfg"
+    config.write_text("[x]\ny = 1\n")
+    settings = {"system.seed": 0, "training.max_steps": 100, "paths.train": "t.spacy", "x.include_static_vectors": True}
+    assert finished_scores(tmp_path, config, tmp_path / "test.spacy", settings) is None  # never run
+    write_json(tmp_path / "run.json", run_settings(config, tmp_path / "test.spacy", settings))
+    assert finished_scores(tmp_path, config, tmp_path / "test.spacy", settings) is None  # killed before scoring
+    write_json(tmp_path / "test_scores.json", {"ents_f": 0.5})
+    assert finished_scores(tmp_path, config, tmp_path / "test.spacy", settings) == {"ents_f": 0.5}
+    assert finished_scores(tmp_path, config, tmp_path / "test.spacy", {**settings, "training.max_steps": 200}) is None
+    config.write_text("[x]\ny = 2\n")
+    assert finished_scores(tmp_path, config, tmp_path / "test.spacy", settings) is None

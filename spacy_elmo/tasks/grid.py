@@ -3,8 +3,9 @@
 Used for the evidence the report gives beyond the main NER runs: text classification with and
 without ELMo, the learning curve (nested subsets of the NER training data) and the static-vector
 arms. Each run is `spacy train` (in-process) with a few overrides of a shipped config, then
-`nlp.evaluate` on the test set; a run whose scores file exists is skipped, so a step killed
-half-way continues where it stopped.
+`nlp.evaluate` on the test set; a run whose scores file exists, made with the same settings
+(run.json: config text, overrides, data, seed, budget), is skipped, so a step killed half-way
+continues where it stopped and a changed setting retrains.
 
     arms = [Arm.parse("baseline=configs/ner_baseline.cfg"), Arm.parse("elmo_vectors=configs/ner_elmo.cfg+vectors")]
     run_grid(arms, train_sets, seeds, "training/ner_curve", dev=..., test=..., max_steps=20000)
@@ -13,6 +14,7 @@ half-way continues where it stopped.
 from __future__ import annotations
 
 import gc
+import hashlib
 import math
 import random
 from dataclasses import dataclass
@@ -161,24 +163,37 @@ def run_name(train_set: TrainSet, seed: int) -> str:
     return f"f{train_set.fraction:g}_s{seed}"
 
 
-def train_and_evaluate(
-    config: Path, output: Path, train: Path, dev: Path, test: Path, seed: int, max_steps: int,
-    overrides: dict[str, Any], gpu_id: int = -1,
-) -> dict:
-    """`spacy train` into output/, then the best model's scores on the test set, which are
-    written to output/test_scores.json last (the run's completion mark)."""
+def train_and_evaluate(config: Path, output: Path, test: Path, overrides: dict[str, Any], gpu_id: int = -1) -> dict:
+    """`spacy train` into output/ (overrides: data paths, seed, budget and the arm's), then the
+    best model's scores on the test set, written to output/test_scores.json last (the run's
+    completion mark, next to run.json, the settings it was made with)."""
     from spacy.cli.train import train as spacy_train
     from spacy.training import Corpus
     from spacy.util import load_model
 
-    settings = {"paths.train": str(train), "paths.dev": str(dev), "system.seed": seed, "training.max_steps": max_steps}
-    spacy_train(config, output, use_gpu=gpu_id, overrides={**settings, **overrides})
+    (output / "test_scores.json").unlink(missing_ok=True)  # a stale mark must not outlive new settings
+    write_json(output / "run.json", run_settings(config, test, overrides))
+    spacy_train(config, output, use_gpu=gpu_id, overrides=overrides)
     nlp = load_model(output / "model-best")
     scores = nlp.evaluate(list(Corpus(test)(nlp)))
     write_json(output / "test_scores.json", _plain(scores))
     del nlp
     gc.collect()  # the ELMo layer cache of the run
     return scores
+
+
+def run_settings(config: Path, test: Path, overrides: dict[str, Any]) -> dict:
+    """What a finished run's scores depend on: reused only when all of it is unchanged."""
+    digest = hashlib.sha256(Path(config).read_bytes()).hexdigest()
+    return {"config": str(config), "config_sha256": digest, "test": str(test), "overrides": {k: overrides[k] for k in sorted(overrides)}}
+
+
+def finished_scores(output: Path, config: Path, test: Path, overrides: dict[str, Any]) -> dict | None:
+    """The test scores of a run made with these settings, or None (not run, killed, or changed)."""
+    done, settings = output / "test_scores.json", output / "run.json"
+    if not (done.is_file() and settings.is_file()):
+        return None
+    return read_json(done) if read_json(settings) == run_settings(config, test, overrides) else None
 
 
 def _plain(value: Any) -> Any:
@@ -212,13 +227,11 @@ def run_grid(
         for seed in [train_set.seed] if train_set.seed is not None else seeds:
             for arm in arms:
                 output = Path(output_dir) / arm.name / run_name(train_set, seed)
-                done = output / "test_scores.json"
-                if done.is_file():
-                    scores = read_json(done)
-                else:
-                    scores = train_and_evaluate(
-                        arm.config, output, train_set.path, Path(dev), Path(test), seed, max_steps, overrides[arm.name], gpu_id
-                    )
+                settings = {"paths.train": str(train_set.path), "paths.dev": str(dev), "system.seed": seed,
+                            "training.max_steps": max_steps, **overrides[arm.name]}
+                scores = finished_scores(output, arm.config, Path(test), settings)
+                if scores is None:
+                    scores = train_and_evaluate(arm.config, output, Path(test), settings, gpu_id)
                 runs.append({
                     "arm": arm.name, "config": str(arm.config), "static_vectors": arm.static_vectors,
                     "fraction": train_set.fraction, "seed": seed, "train_docs": train_set.docs, "model": str(output / "model-best"),
