@@ -42,6 +42,10 @@ def main(
     stsb: Optional[Path] = typer.Option(None, "--stsb"),
     wic: Optional[Path] = typer.Option(None, "--wic"),
     polysemy: Optional[Path] = typer.Option(None, "--polysemy", help="scripts/evaluate_polysemy.py JSON."),
+    sentiment: Optional[Path] = typer.Option(None, "--sentiment", help="scripts/train_grid.py JSON: movie-review sentiment arms."),
+    topics: Optional[Path] = typer.Option(None, "--topics", help="scripts/train_grid.py JSON: BBC News topic arms."),
+    ner_curve: Optional[Path] = typer.Option(None, "--ner-curve", help="scripts/train_grid.py JSON: NER on nested train subsets."),
+    ner_vectors: Optional[Path] = typer.Option(None, "--ner-vectors", help="scripts/train_grid.py JSON: NER + static vectors arms."),
     model: Optional[Path] = typer.Option(None, "--model", help="biLM model directory (for the polysemy plot)."),
     pipeline: List[str] = typer.Option([], "--pipeline", help="TASK=PIPELINE_DIR of a trained pipeline with a learned mix (repeatable)."),
     setting: List[str] = typer.Option([], "--setting", help="KEY=VALUE shown in the report header (repeatable)."),
@@ -55,7 +59,8 @@ def main(
     inputs = ReportInputs(
         perplexity=perplexity, task_perplexity_general=task_perplexity_general,
         task_perplexity_finetuned=task_perplexity_finetuned, pretrain_log=pretrain_log, ner_baseline=ner_baseline, ner_elmo=ner_elmo,
-        stsb=stsb, wic=wic, polysemy=polysemy, model=model, pipelines=_pairs(pipeline, "--pipeline"), settings=settings,
+        stsb=stsb, wic=wic, polysemy=polysemy, sentiment=sentiment, topics=topics, ner_curve=ner_curve, ner_vectors=ner_vectors,
+        model=model, pipelines=_pairs(pipeline, "--pipeline"), settings=settings,
     )
     data = make_report(inputs, out_dir, readme=readme)
     missing = [k for k, v in data["inputs"].items() if v["status"] != "ok"]

@@ -54,7 +54,8 @@ def test_demo_runs_the_same_steps(project):
     assert project["workflows"]["demo"] == ["demo-" + step for step in project["workflows"]["all"]]
     expected = [
         "corpus-pretrain", "pretrain", "evaluate-perplexity", "export", "corpus-ner", "finetune-bilm", "train-ner-baseline",
-        "train-ner-elmo", "evaluate-ner", "evaluate-stsb", "evaluate-wic", "evaluate-polysemy", "package", "report",
+        "train-ner-elmo", "evaluate-ner", "corpus-ner-curve", "train-ner-curve", "static-vectors", "train-ner-vectors",
+        "corpus-textcat", "train-textcat", "evaluate-stsb", "evaluate-wic", "evaluate-polysemy", "package", "report",
     ]
     assert project["workflows"]["all"] == expected
 
@@ -109,6 +110,28 @@ def test_ner_runs_share_budget_and_seed(project):
             assert option(base, name) == option(elmo, name), (prefix, name)
 
 
+def test_evidence_runs_share_the_ner_budget_seed_and_biLM(project):
+    """The learning curve and the static-vector arms train like train-ner-*: same budget, the
+    fine-tuned biLM, the same dev and test sets; the vector arms with the main runs' seed."""
+    names = commands(project)
+    for prefix in ("", "demo-"):
+        main = shlex.split(names[prefix + "train-ner-elmo"]["script"][0])
+        evaluate = shlex.split(names[prefix + "evaluate-ner"]["script"][0])
+
+        def option(argv, name):
+            return argv[argv.index(name) + 1]
+
+        for step in ("train-ner-curve", "train-ner-vectors"):
+            argv = shlex.split(names[prefix + step]["script"][0])
+            assert option(argv, "--max-steps") == option(main, "--training.max_steps"), (prefix, step)
+            assert option(argv, "--elmo-model") == option(main, "--paths.elmo_model"), (prefix, step)
+            assert option(argv, "--dev") == option(main, "--paths.dev"), (prefix, step)
+            assert option(argv, "--test") == evaluate[5], (prefix, step)  # python -m spacy evaluate MODEL DATA
+        vectors = shlex.split(names[prefix + "train-ner-vectors"]["script"][0])
+        assert option(vectors, "--seeds") == option(main, "--system.seed")
+        assert option(vectors, "--train") == option(main, "--paths.train")
+
+
 def test_overriding_data_dir_moves_every_data_path():
     project = load({"vars.data_dir": "/elsewhere"})
     for asset in project["assets"]:
@@ -120,12 +143,15 @@ def test_overriding_data_dir_moves_every_data_path():
 def test_assets_have_public_urls_and_md5s(project):
     dests = set()
     for asset in project["assets"]:
-        assert asset["url"].startswith("https://"), asset
+        if "url" not in asset:  # a file made from a public release without a one-file download
+            assert "place it yourself" in asset["description"], asset
+        else:
+            assert asset["url"].startswith("https://"), asset
         assert re.fullmatch(r"[0-9a-f]{32}", asset["checksum"]), asset
         assert asset["dest"].startswith(DATA_VAR + "/")
         assert asset["dest"] not in dests
         dests.add(asset["dest"])
-    for folder in ("wikitext103", "conll2003", "stsb", "wic"):
+    for folder in ("wikitext103", "conll2003", "stsb", "wic", "movie_reviews", "bbc_news"):
         assert any(d.startswith(f"{DATA_VAR}/{folder}/") for d in dests), folder
 
 

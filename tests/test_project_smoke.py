@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_tasks_helpers import WIC_ROWS, write_conll, write_stsb, write_wic
+from test_tasks_helpers import CONLL_DOCS, WIC_ROWS, write_bbc_news, write_conll, write_movie_reviews, write_stsb, write_wic
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,6 +34,13 @@ TINY = {
     "vars.demo.wic_pairs": len(WIC_ROWS),
     "vars.demo.threads": 1,
     "vars.demo.model_size": "smoke",
+    "vars.demo.textcat_docs": 16,
+    "vars.demo.textcat_max_steps": 3,
+    "vars.demo.curve_fractions": "0.25,0.5",
+    "vars.demo.curve_seeds": "0,1",
+    "vars.demo.curve_all_seeds_up_to": 0.25,
+    "vars.demo.vectors_dim": 8,
+    "vars.demo.vectors_bucket": 500,
 }
 
 # A pretraining config smaller than configs/pretrain_demo.cfg, made from it (same keys).
@@ -80,6 +87,8 @@ def make_data(data: Path) -> None:
     for split in ("train", "dev", "test"):
         write_stsb(data / "stsb" / f"sts-{split}.csv")
     write_wic(data / "wic")
+    write_movie_reviews(data / "movie_reviews" / "movie_reviews.tsv")
+    write_bbc_news(data / "bbc_news" / "bbc_news.labels.tsv")
 
 
 PACKAGE_SOURCES = ("setup.cfg", "setup.py", "pyproject.toml", "README.md", "spacy_elmo")
@@ -206,7 +215,27 @@ def test_demo_workflow_on_tiny_data(tmp_path, monkeypatch):
     (mix,) = report["scalar_mix"]["weights"].values()
     assert len(mix["weights"]) == 3 and sum(mix["weights"]) == pytest.approx(1.0)
     assert report["plots"]["scalar_mix.png"].startswith("learned")
-    for png in ("training_curves.png", "scalar_mix.png", "polysemy_pca.png"):
+    # The evidence steps: every arm of every grid ran and was scored; the curve has both arms at
+    # each subset size (two seeds at 25%) and the main runs as its 100% point.
+    evidence = report["evidence"]
+    for task in ("sentiment", "topics"):
+        assert set(evidence["textcat"][task]) == {"baseline", "vectors", "elmo", "elmo_vectors"}
+        for arm, figures in evidence["textcat"][task].items():
+            assert 0 <= figures["accuracy"] <= 1 and 0 <= figures["macro_f"] <= 1, (task, arm)
+    assert all(0 <= evidence["ner_vectors"][arm]["f"] <= 1 for arm in ("vectors", "elmo_vectors"))
+    curve = evidence["learning_curve"]
+    n_sentences = min(TINY["vars.demo.ner_train_sentences"], sum(map(len, CONLL_DOCS)))
+    assert curve["total_docs"] == n_sentences
+    for arm in ("baseline", "elmo"):
+        points = {p["fraction"]: p for p in curve["arms"][arm]}
+        assert sorted(points) == [0.25, 0.5, 1.0]
+        assert [points[f]["n_runs"] for f in (0.25, 0.5)] == [2, 1] and points[0.25]["sd"] is not None
+        assert [points[f]["train_docs"] for f in (0.25, 0.5, 1.0)] == [math.ceil(f * n_sentences) for f in (0.25, 0.5, 1.0)]
+    subsets = json.loads(Path("corpus/demo/ner_curve/subsets.json").read_text())
+    assert {(s["fraction"], s["seed"]) for s in subsets["subsets"]} == {(0.25, 0), (0.25, 1), (0.5, 0)}
+    evidence_table = Path("metrics/demo/report.md").read_text().split("+ static vectors", 1)[1].split("| Speed", 1)[0]
+    assert "NER learning curve" in evidence_table and "n/a" not in evidence_table
+    for png in ("training_curves.png", "scalar_mix.png", "polysemy_pca.png", "learning_curve.png"):
         assert Path("metrics/demo", png).read_bytes()[:4] == b"\x89PNG"
     assert len(list(Path("packages/demo/spacy-elmo").glob("spacy_elmo-*.whl"))) == 1
     markdown = Path("metrics/demo/report.md").read_text()

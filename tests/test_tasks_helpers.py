@@ -82,6 +82,30 @@ def write_wic(folder: Path, rows=WIC_ROWS, splits=("train", "dev", "test")) -> P
     return folder
 
 
+REVIEW_WORDS = {"pos": "a superb , moving film with great acting", "neg": "a dull , clumsy film with awful acting"}
+TOPIC_WORDS = {
+    "business": "Shares and profits rose at the bank.", "entertainment": "The film star won an award.",
+    "politics": "The minister told parliament about the election.", "sport": "The striker scored in the cup final.",
+    "tech": "The phone maker released new software.",
+}
+
+
+def write_movie_reviews(path: Path, per_label: int = 10) -> Path:
+    """movie_reviews.tsv as in ../shared/data: label <tab> file id <tab> review (lower-cased)."""
+    rows = [f"{label}\tcv{k:03d}_{label}.txt\t{text} , review {k} .\n" for k in range(per_label) for label, text in REVIEW_WORDS.items()]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(rows), encoding="utf-8")
+    return path
+
+
+def write_bbc_news(path: Path, per_label: int = 6) -> Path:
+    """bbc_news.labels.tsv as in ../shared/data: topic <tab> article."""
+    rows = [f"{topic}\tStory {k}. {text}\n" for k in range(per_label) for topic, text in TOPIC_WORDS.items()]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(rows), encoding="utf-8")
+    return path
+
+
 @pytest.fixture
 def tiny_model_dir(tmp_path: Path, make_bilm) -> Path:
     """A model directory (options.json + weights.hdf5) of a random tiny biLM."""

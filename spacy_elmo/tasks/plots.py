@@ -113,3 +113,27 @@ def plot_polysemy(projection: dict, output: str | Path) -> Path:
     fig.savefig(output, dpi=110)
     plt.close(fig)
     return Path(output)
+
+
+def plot_learning_curve(curve: dict, output: str | Path) -> Path:
+    """Test F1 against training sentences (log x), one line per arm, error bars = sd over seeds."""
+    plt = _pyplot()
+    labels = {"baseline": "baseline", "elmo": "+ELMo", "vectors": "+static vectors", "elmo_vectors": "+ELMo +static vectors"}
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for arm, points in sorted(curve["arms"].items()):
+        points = sorted((p for p in points if p["f"] is not None and p["train_docs"]), key=lambda p: p["train_docs"])
+        if points:
+            ax.errorbar(
+                [p["train_docs"] for p in points], [100 * p["f"] for p in points],
+                yerr=[100 * (p["sd"] or 0.0) for p in points], marker="o", capsize=3, label=labels.get(arm, arm),
+            )
+    ax.set_xscale("log")
+    ax.set_xlabel("training sentences (CoNLL-2003, log scale)")
+    ax.set_ylabel("test F1")
+    ax.set_title("NER learning curve (error bars: sd over seeds)", fontsize=10)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(output, dpi=110)
+    plt.close(fig)
+    return Path(output)

@@ -37,6 +37,11 @@ class ReportInputs:
     wic: str | Path | None = None  # tasks.wic.run_wic output
     polysemy: str | Path | None = None  # tasks.polysemy_check.run_polysemy_check output
     model: str | Path | None = None  # biLM model dir, for the polysemy projection
+    # scripts/train_grid.py JSON: textcat per data set, the NER learning curve, NER + static vectors
+    sentiment: str | Path | None = None
+    topics: str | Path | None = None
+    ner_curve: str | Path | None = None
+    ner_vectors: str | Path | None = None
     pipelines: dict[str, str | Path] = field(default_factory=dict)  # task -> trained pipeline (mix weights)
     settings: dict[str, Any] = field(default_factory=dict)  # shown in the header (corpus, sizes, seed)
 
@@ -123,9 +128,12 @@ def polysemy_counts(block: Any) -> dict[str, float | None]:
 
 def collect(inputs: ReportInputs) -> dict:
     """Everything the report shows, as plain JSON data (None where a figure is missing)."""
+    from .evidence import EVIDENCE_INPUTS, collect_evidence
+
     status: dict[str, str] = {}
     loaded: dict[str, Any] = {}
-    for name in ("perplexity", "task_perplexity_general", "task_perplexity_finetuned", "ner_baseline", "ner_elmo", "stsb", "wic", "polysemy"):
+    for name in ("perplexity", "task_perplexity_general", "task_perplexity_finetuned", "ner_baseline", "ner_elmo", "stsb", "wic",
+                 "polysemy", *EVIDENCE_INPUTS):
         loaded[name], status[name] = _load(getattr(inputs, name))
     log = inputs.pretrain_log
     status["pretrain_log"] = "not given" if log is None else "ok" if Path(log).is_file() else f"missing: {log}"
@@ -180,6 +188,7 @@ def collect(inputs: ReportInputs) -> dict:
         },
         "pretraining": pretraining,
         "ner": ner,
+        "evidence": collect_evidence({name: loaded[name] for name in EVIDENCE_INPUTS}, ner),
         "stsb": stsb_fig,
         "polysemy_check": polysemy_fig,  # not "polysemy": report.json has the PCA projection under that key
         "wic": {
@@ -251,6 +260,14 @@ def make_plots(inputs: ReportInputs, fig: dict, out_dir: Path) -> tuple[dict[str
         notes["polysemy_pca.png"] = "PCA of contextual vectors of polysemous words: colour = word, marker = sense"
     else:
         notes["polysemy_pca.png"] = f"not made: biLM model directory missing ({inputs.model})"
+
+    from .plots import plot_learning_curve
+
+    if fig["evidence"]["learning_curve"]["arms"]:
+        plot_learning_curve(fig["evidence"]["learning_curve"], out_dir / "learning_curve.png")
+        notes["learning_curve.png"] = "NER test F1 against training sentences, baseline and +ELMo"
+    else:
+        notes["learning_curve.png"] = f"not made: learning-curve runs missing ({inputs.ner_curve})"
     return notes, extra
 
 

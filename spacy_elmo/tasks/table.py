@@ -108,6 +108,10 @@ def rows(fig: dict) -> list[dict]:
     poly_cells = {f"ELMo layer {j}": polysemy_cell(dig(polysemy, "layers", f"layer_{j}")) for j in range(n)}
     add("Polysemy check", "same-sense > different-sense" + (f" (output={output})" if output else ""), "hand-written words",
         baseline=poly_cells.get("ELMo layer 0", NA), elmo=polysemy_cell(polysemy.get("default")), **poly_cells)
+    if "evidence" in fig:
+        from .evidence import evidence_rows
+
+        out += evidence_rows(fig["evidence"])
 
     wps = fig["words_per_second"]
     add("Speed", "words/s, biLM pretraining", "train", elmo=_cell(wps["pretraining"], digits=0))
@@ -136,6 +140,9 @@ def render_markdown(fig: dict, table: list[dict], plots: dict[str, str]) -> str:
         "WiC: threshold on the cosine fitted on train, then applied to dev and test. "
         "Polysemy check: words whose same-sense cosine beats their different-sense cosine (ties fail), with the "
         "component's default output in the +ELMo column (docs/polysemy-check.md). "
+        "Rows marked '+ static vectors': the same two configs with spaCy's static-vector input reading floret "
+        "vectors trained on the biLM's own pretraining text (Baseline column: baseline + vectors; +ELMo column: "
+        "ELMo + vectors). Text classification: a seeded, stratified 80/10/10 split. "
         f"{NA} = the step's output is missing (see report.json `inputs`); empty = does not apply."
     )
     lines += ["", legend, ""]

@@ -1,0 +1,101 @@
+"""The report's evidence beyond the main NER runs (issue 22): text classification with and without
+ELMo, the NER learning curve, and the static-vector arms (floret vectors from the biLM's own
+pretraining text). Inputs are the metrics JSON files of scripts/train_grid.py; a missing file
+gives n/a cells, never a figure.
+
+    collect_evidence({"sentiment": data, "topics": data, "ner_curve": data, "ner_vectors": data}, fig["ner"])
+    evidence_rows(fig["evidence"]) -> rows in the format of table.rows
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .report import _num
+from .table import NA, _cell
+
+EVIDENCE_INPUTS = ("sentiment", "topics", "ner_curve", "ner_vectors")  # ReportInputs fields
+TEXTCAT = {"sentiment": "Sentiment (movie reviews)", "topics": "Topics (BBC News)"}
+ARMS = ("baseline", "elmo", "vectors", "elmo_vectors")  # baseline, +ELMo, +static vectors, +both
+WITH_VECTORS = "+ static vectors (floret, same text)"
+
+
+def _arm_means(data: dict | None) -> dict[str, dict[str, float | None]]:
+    """{arm: {figure: mean over the arm's runs}} of a train_grid JSON whose runs all use the whole
+    training set (textcat, static vectors)."""
+    summary = (data or {}).get("summary") or {}
+    return {
+        arm: {k: _num(v) for k, v in (points[-1].get("mean") or {}).items()}
+        for arm, points in summary.items() if points
+    }
+
+
+def learning_curve(curve: dict | None, ner: dict) -> dict:
+    """{'total_docs', 'arms': {arm: [{'fraction', 'train_docs', 'n_runs', 'f', 'sd'}]}}: the
+    subsets' runs, plus the main NER run of each arm as the 100% point (same config, budget and
+    seed) when the curve has none of its own."""
+    curve = curve or {}
+    total = curve.get("total_docs")
+    arms: dict[str, list[dict]] = {}
+    for arm, points in (curve.get("summary") or {}).items():
+        arms[arm] = [
+            {"fraction": p["fraction"], "train_docs": p.get("train_docs"), "n_runs": p.get("n_runs", 1),
+             "f": _num((p.get("mean") or {}).get("f")), "sd": _num((p.get("sd") or {}).get("f"))}
+            for p in points
+        ]
+    for arm in ("baseline", "elmo"):
+        full = _num(ner.get(arm, {}).get("overall", {}).get("f"))
+        if arms and full is not None and not any(p["fraction"] == 1.0 for p in arms.get(arm, [])):
+            arms.setdefault(arm, []).append({"fraction": 1.0, "train_docs": total, "n_runs": 1, "f": full, "sd": None})
+    return {"total_docs": total, "arms": arms}
+
+
+def collect_evidence(loaded: dict[str, Any], ner: dict) -> dict:
+    """Report data from the loaded metrics files (None where missing) and the main NER figures."""
+    vectors = _arm_means(loaded.get("ner_vectors"))
+    for arm in ("baseline", "elmo"):  # the main runs are the arms without vectors
+        vectors[arm] = {k: _num(ner.get(arm, {}).get("overall", {}).get(k)) for k in ("f", "p", "r")}
+    return {
+        "textcat": {name: _arm_means(loaded.get(name)) for name in TEXTCAT},
+        "ner_vectors": vectors,
+        "learning_curve": learning_curve(loaded.get("ner_curve"), ner),
+    }
+
+
+def _pm(mean: float | None, sd: float | None) -> str:
+    return _cell(mean, 100) + ("" if mean is None or sd is None else f" ± {sd * 100:.2f}")
+
+
+def evidence_rows(evidence: dict) -> list[dict]:
+    """Table rows: Baseline / +ELMo (mix) columns; the static-vector rows put baseline + vectors
+    under Baseline and ELMo + vectors under +ELMo (mix)."""
+    out: list[dict] = []
+
+    def add(task: str, metric: str, arms: dict, figure: str, plain: str = "baseline", elmo: str = "elmo") -> None:
+        cells = {"Baseline": _cell(arms.get(plain, {}).get(figure), 100), "+ELMo (mix)": _cell(arms.get(elmo, {}).get(figure), 100)}
+        out.append({"task": task, "metric": metric, "split": "test", "cells": cells})
+
+    add("NER (CoNLL-2003)", f"F1 overall, {WITH_VECTORS}", evidence["ner_vectors"], "f", "vectors", "elmo_vectors")
+    for name, title in TEXTCAT.items():
+        arms = evidence["textcat"][name]
+        for figure, metric in (("accuracy", "accuracy %"), ("macro_f", "macro F1 x100")):
+            add(title, metric, arms, figure)
+            add(title, f"{metric}, {WITH_VECTORS}", arms, figure, "vectors", "elmo_vectors")
+
+    curve = evidence["learning_curve"]["arms"]
+    fractions = sorted({p["fraction"] for points in curve.values() for p in points})
+    if not fractions:
+        out.append({"task": "NER learning curve", "metric": "F1 per training size", "split": "test",
+                    "cells": {"Baseline": NA, "+ELMo (mix)": NA}})
+    for fraction in fractions:
+        at = {arm: next((p for p in points if p["fraction"] == fraction), None) for arm, points in curve.items()}
+        first = next(p for p in at.values() if p is not None)
+        size = "" if first["train_docs"] is None else f", {first['train_docs']:,} sentences"
+        runs = max(p["n_runs"] for p in at.values() if p is not None)
+        seeds = f", mean ± sd of {runs} seeds" if runs > 1 else ""
+        cells = {
+            column: NA if at.get(arm) is None else _pm(at[arm]["f"], at[arm]["sd"])
+            for column, arm in (("Baseline", "baseline"), ("+ELMo (mix)", "elmo"))
+        }
+        out.append({"task": "NER learning curve", "metric": f"F1, {fraction:.0%} of train{size}{seeds}", "split": "test", "cells": cells})
+    return out

@@ -1,0 +1,260 @@
+"""A grid of spaCy training runs (arms x training sets x seeds), each evaluated on a test set.
+
+Used for the evidence the report gives beyond the main NER runs: text classification with and
+without ELMo, the learning curve (nested subsets of the NER training data) and the static-vector
+arms. Each run is `spacy train` (in-process) with a few overrides of a shipped config, then
+`nlp.evaluate` on the test set; a run whose scores file exists, made with the same settings
+(run.json: config text, overrides, data, seed, budget), is skipped, so a step killed half-way
+continues where it stopped and a changed setting retrains.
+
+    arms = [Arm.parse("baseline=configs/ner_baseline.cfg"), Arm.parse("elmo_vectors=configs/ner_elmo.cfg+vectors")]
+    run_grid(arms, train_sets, seeds, "training/ner_curve", dev=..., test=..., max_steps=20000)
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import math
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+from ._io import read_json, write_json
+
+MULTI_HASH_EMBED = "spacy.MultiHashEmbed.v2"
+VECTORS_SUFFIX = "+vectors"
+
+
+# ---- nested training subsets -------------------------------------------------------------------
+
+
+def nested_subsets(n_items: int, fractions: Iterable[float], seed: int) -> dict[float, list[int]]:
+    """{fraction: sorted indices}: the first ceil(fraction * n) items of one seeded permutation,
+    so the smaller subsets of a seed lie inside the larger ones (1% inside 5% inside 25%)."""
+    order = list(range(n_items))
+    random.Random(seed).shuffle(order)
+    out = {}
+    for fraction in sorted(set(fractions)):
+        if not 0 < fraction <= 1:
+            raise ValueError(f"subset fractions must be in (0, 1], got {fraction}")
+        out[fraction] = sorted(order[: max(1, math.ceil(fraction * n_items))])
+    return out
+
+
+def subset_plan(fractions: Iterable[float], seeds: Iterable[int], all_seeds_up_to: float) -> list[tuple[float, int]]:
+    """(fraction, seed) pairs: every seed for fractions <= all_seeds_up_to (where a single draw
+    varies most), the first seed only above it."""
+    seeds = list(seeds)
+    if not seeds:
+        raise ValueError("at least one seed is needed")
+    return [(f, s) for f in sorted(set(fractions)) for s in (seeds if f <= all_seeds_up_to else seeds[:1])]
+
+
+def write_subsets(
+    train: str | Path, output_dir: str | Path, fractions: Iterable[float], seeds: Iterable[int], all_seeds_up_to: float
+) -> dict:
+    """Write output_dir/f{fraction}_s{seed}.spacy for each planned subset of a DocBin (one Doc
+    per sentence for CoNLL) and output_dir/subsets.json, the manifest run_grid reads."""
+    from spacy.tokens import DocBin
+    from spacy.vocab import Vocab
+
+    docs = list(DocBin().from_disk(train).get_docs(Vocab()))
+    if not docs:
+        raise ValueError(f"{train}: no documents; run the corpus step that writes it first")
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    plan = subset_plan(fractions, seeds, all_seeds_up_to)
+    subsets = []
+    for seed in sorted({s for _, s in plan}):
+        chosen = nested_subsets(len(docs), [f for f, s in plan if s == seed], seed)
+        for fraction, indices in chosen.items():
+            path = output_dir / f"f{fraction:g}_s{seed}.spacy"
+            DocBin(docs=[docs[i] for i in indices], store_user_data=False).to_disk(path)
+            subsets.append({"fraction": fraction, "seed": seed, "docs": len(indices), "path": str(path)})
+    subsets.sort(key=lambda s: (s["fraction"], s["seed"]))
+    manifest = {"source": str(train), "total_docs": len(docs), "subsets": subsets}
+    write_json(output_dir / "subsets.json", manifest)
+    return manifest
+
+
+# ---- arms and runs -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One configuration of the comparison: a shipped config, with spaCy's static-vector input
+    switched on or not."""
+
+    name: str
+    config: Path
+    static_vectors: bool = False
+
+    @classmethod
+    def parse(cls, spec: str) -> "Arm":
+        """NAME=CONFIG or NAME=CONFIG+vectors."""
+        name, sep, config = spec.partition("=")
+        if not sep or not name or not config:
+            raise ValueError(f"arm {spec!r}: expected NAME=CONFIG or NAME=CONFIG{VECTORS_SUFFIX}")
+        vectors = config.endswith(VECTORS_SUFFIX)
+        return cls(name, Path(config.removesuffix(VECTORS_SUFFIX)), vectors)
+
+
+def static_vector_overrides(config: dict, prefix: str = "") -> dict[str, Any]:
+    """{'<section>.include_static_vectors': True} for every spacy.MultiHashEmbed.v2 in a config:
+    the task's own embeddings then also read the vectors loaded by [initialize] vectors."""
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            path = f"{prefix}{key}"
+            if value.get("@architectures") == MULTI_HASH_EMBED:
+                out[f"{path}.include_static_vectors"] = True
+            out.update(static_vector_overrides(value, path + "."))
+    return out
+
+
+def arm_overrides(arm: Arm, elmo_model: str | Path | None, vectors: str | Path | None) -> dict[str, Any]:
+    """The overrides that make `arm` from its config: the biLM for configs that have
+    paths.elmo_model, the static vectors for a +vectors arm."""
+    from spacy.util import load_config
+
+    if not arm.config.is_file():
+        raise FileNotFoundError(f"arm {arm.name}: config {arm.config} not found; give NAME=CONFIG with an existing .cfg")
+    config = load_config(arm.config, interpolate=False)
+    out: dict[str, Any] = {}
+    if elmo_model is not None and "elmo_model" in config["paths"]:
+        out["paths.elmo_model"] = str(elmo_model)
+    if arm.static_vectors:
+        if vectors is None:
+            raise ValueError(f"arm {arm.name}: a {VECTORS_SUFFIX} arm needs --vectors (a `spacy init vectors` output)")
+        if config["initialize"].get("vectors") != "${paths.vectors}":
+            raise ValueError(f"{arm.config}: [initialize] vectors must be ${{paths.vectors}} for a {VECTORS_SUFFIX} arm")
+        found = static_vector_overrides(config)
+        if not found:
+            raise ValueError(f"{arm.config}: no {MULTI_HASH_EMBED} to give static vectors to")
+        out.update(found)
+        out["paths.vectors"] = str(vectors)
+    return out
+
+
+@dataclass(frozen=True)
+class TrainSet:
+    path: Path
+    fraction: float = 1.0
+    seed: int | None = None  # the subset's seed (None: the whole set, any training seed)
+    docs: int | None = None
+
+
+def train_sets(train: str | Path) -> tuple[list[TrainSet], int | None]:
+    """The training sets of a grid and the size of the full set: a subsets.json manifest
+    (write_subsets), or one .spacy file used whole."""
+    train = Path(train)
+    if not train.exists():
+        raise FileNotFoundError(f"{train} not found; run the step that writes it first")
+    if train.suffix != ".json":
+        return [TrainSet(train)], None
+    manifest = read_json(train)
+    sets = [TrainSet(Path(s["path"]), s["fraction"], s["seed"], s["docs"]) for s in manifest["subsets"]]
+    return sets, manifest.get("total_docs")
+
+
+def run_name(train_set: TrainSet, seed: int) -> str:
+    return f"f{train_set.fraction:g}_s{seed}"
+
+
+def train_and_evaluate(config: Path, output: Path, test: Path, overrides: dict[str, Any], gpu_id: int = -1) -> dict:
+    """`spacy train` into output/ (overrides: data paths, seed, budget and the arm's), then the
+    best model's scores on the test set, written to output/test_scores.json last (the run's
+    completion mark, next to run.json, the settings it was made with)."""
+    from spacy.cli.train import train as spacy_train
+    from spacy.training import Corpus
+    from spacy.util import load_model
+
+    (output / "test_scores.json").unlink(missing_ok=True)  # a stale mark must not outlive new settings
+    write_json(output / "run.json", run_settings(config, test, overrides))
+    spacy_train(config, output, use_gpu=gpu_id, overrides=overrides)
+    nlp = load_model(output / "model-best")
+    scores = nlp.evaluate(list(Corpus(test)(nlp)))
+    write_json(output / "test_scores.json", _plain(scores))
+    del nlp
+    gc.collect()  # the ELMo layer cache of the run
+    return scores
+
+
+def run_settings(config: Path, test: Path, overrides: dict[str, Any]) -> dict:
+    """What a finished run's scores depend on: reused only when all of it is unchanged."""
+    digest = hashlib.sha256(Path(config).read_bytes()).hexdigest()
+    return {"config": str(config), "config_sha256": digest, "test": str(test), "overrides": {k: overrides[k] for k in sorted(overrides)}}
+
+
+def finished_scores(output: Path, config: Path, test: Path, overrides: dict[str, Any]) -> dict | None:
+    """The test scores of a run made with these settings, or None (not run, killed, or changed)."""
+    done, settings = output / "test_scores.json", output / "run.json"
+    if not (done.is_file() and settings.is_file()):
+        return None
+    return read_json(done) if read_json(settings) == run_settings(config, test, overrides) else None
+
+
+def _plain(value: Any) -> Any:
+    """JSON-safe scores: NaN and infinities (e.g. an undefined AUC) become None."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def headline(scores: dict) -> dict[str, float | None]:
+    """The figures the report shows: NER P/R/F1, or textcat accuracy and macro F1 (fractions)."""
+    from .textcat import textcat_figures
+
+    if "ents_f" in scores:
+        return {k: scores.get(f"ents_{k}") for k in ("f", "p", "r")}
+    return textcat_figures(scores)
+
+
+def run_grid(
+    arms: list[Arm], train: str | Path, seeds: list[int], output_dir: str | Path, dev: str | Path, test: str | Path,
+    max_steps: int, elmo_model: str | Path | None = None, vectors: str | Path | None = None, gpu_id: int = -1,
+) -> dict:
+    """Train and evaluate every arm on every training set; subsets of a manifest train with their
+    own seed, a single .spacy file once per seed. Returns {'runs': [...], 'total_docs': n}."""
+    sets, total = train_sets(train)
+    overrides = {arm.name: arm_overrides(arm, elmo_model, vectors) for arm in arms}  # fail before training
+    runs = []
+    for train_set in sets:
+        for seed in [train_set.seed] if train_set.seed is not None else seeds:
+            for arm in arms:
+                output = Path(output_dir) / arm.name / run_name(train_set, seed)
+                settings = {"paths.train": str(train_set.path), "paths.dev": str(dev), "system.seed": seed,
+                            "training.max_steps": max_steps, **overrides[arm.name]}
+                scores = finished_scores(output, arm.config, Path(test), settings)
+                if scores is None:
+                    scores = train_and_evaluate(arm.config, output, Path(test), settings, gpu_id)
+                runs.append({
+                    "arm": arm.name, "config": str(arm.config), "static_vectors": arm.static_vectors,
+                    "fraction": train_set.fraction, "seed": seed, "train_docs": train_set.docs, "model": str(output / "model-best"),
+                    "scores": headline(scores),
+                })
+    return {"total_docs": total, "max_steps": max_steps, "runs": runs}
+
+
+def summarize(runs: list[dict]) -> dict[str, list[dict]]:
+    """{arm: [{'fraction', 'train_docs', 'n_runs', 'mean': {figure: x}, 'sd': {figure: x}}]}
+    over seeds (sd: sample standard deviation, None for a single run)."""
+    from statistics import mean, stdev
+
+    groups: dict[tuple[str, float], list[dict]] = {}
+    for run in runs:
+        groups.setdefault((run["arm"], run["fraction"]), []).append(run)
+    out: dict[str, list[dict]] = {}
+    for (arm, fraction), group in sorted(groups.items()):
+        figures = {k for run in group for k, v in run["scores"].items() if v is not None}
+        values = {k: [run["scores"][k] for run in group if run["scores"].get(k) is not None] for k in sorted(figures)}
+        out.setdefault(arm, []).append({
+            "fraction": fraction, "train_docs": group[0]["train_docs"], "n_runs": len(group),
+            "mean": {k: mean(v) for k, v in values.items()},
+            "sd": {k: stdev(v) if len(v) > 1 else None for k, v in values.items()},
+        })
+    return out

@@ -1,0 +1,292 @@
+"""Issue 22's evidence: text classification splits, nested learning-curve subsets, static vectors
+from the pretraining text (floret -> spacy init vectors), the arms of the training grid, and the
+report rows that read n/a until their step has run."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from test_tasks_helpers import REVIEW_WORDS, TOPIC_WORDS, tiny_model_dir, write_bbc_news, write_conll, write_movie_reviews  # noqa: F401 (fixture)
+
+from spacy_elmo.tasks.grid import (
+    Arm, arm_overrides, nested_subsets, run_grid, static_vector_overrides, subset_plan, summarize, write_subsets,
+)
+from spacy_elmo.tasks.textcat import read_labelled_tsv, split_labelled_tsv, stratified_split
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "configs"
+
+
+# ---- text classification splits -----------------------------------------------------------------
+
+
+def test_stratified_split_is_deterministic_disjoint_complete_and_stratified():
+    labels = ["pos"] * 100 + ["neg"] * 60 + ["odd"] * 10
+    split = stratified_split(labels, dev=0.1, test=0.2, seed=7)
+    assert split == stratified_split(labels, dev=0.1, test=0.2, seed=7)
+    assert split != stratified_split(labels, dev=0.1, test=0.2, seed=8)
+    sets = {name: set(indices) for name, indices in split.items()}
+    assert not (sets["train"] & sets["dev"]) and not (sets["train"] & sets["test"]) and not (sets["dev"] & sets["test"])
+    assert sets["train"] | sets["dev"] | sets["test"] == set(range(len(labels)))
+    for name, share in (("test", 0.2), ("dev", 0.1)):
+        counts = Counter(labels[i] for i in split[name])
+        assert counts == {"pos": round(100 * share), "neg": round(60 * share), "odd": round(10 * share)}, name
+
+
+def test_split_labelled_tsv_writes_docbins_with_exclusive_cats(tmp_path):
+    import spacy
+    from spacy.tokens import DocBin
+
+    meta = split_labelled_tsv(write_movie_reviews(tmp_path / "reviews.tsv", per_label=10), tmp_path / "out", seed=0)
+    assert meta["labels"] == ["neg", "pos"]
+    assert {s: info["docs"] for s, info in meta["splits"].items()} == {"train": 16, "dev": 2, "test": 2}
+    nlp = spacy.blank("en")
+    texts = {}
+    for split in ("train", "dev", "test"):
+        docs = list(DocBin().from_disk(tmp_path / "out" / f"{split}.spacy").get_docs(nlp.vocab))
+        assert all(sorted(doc.cats.values()) == [0.0, 1.0] for doc in docs)
+        assert Counter(max(doc.cats, key=doc.cats.get) for doc in docs) == meta["splits"][split]["labels"]
+        texts[split] = {doc.text for doc in docs}
+    assert not texts["train"] & texts["test"] and not texts["dev"] & texts["test"]
+    # The file id column is not part of the text.
+    assert all(text.startswith(tuple(REVIEW_WORDS.values())) for text in texts["train"])
+
+
+def test_split_with_limit_is_a_stratified_subset(tmp_path):
+    meta = split_labelled_tsv(write_bbc_news(tmp_path / "bbc.tsv", per_label=6), tmp_path / "out", seed=0, limit=10)
+    totals = Counter()
+    for info in meta["splits"].values():
+        totals.update(info["labels"])
+    assert totals == {topic: 2 for topic in TOPIC_WORDS}
+
+
+def test_bad_tsv_line_names_the_file_and_line(tmp_path):
+    path = tmp_path / "bad.tsv"
+    path.write_text("pos\tfine text\nno tab here\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"bad\.tsv:2: expected 'label<TAB>\[id<TAB>\]text'"):
+        read_labelled_tsv(path)
+
+
+# ---- learning-curve subsets ----------------------------------------------------------------------
+
+
+def test_subsets_are_nested_seeded_and_sized():
+    subsets = nested_subsets(1000, [0.25, 0.01, 0.05], seed=3)
+    assert [len(subsets[f]) for f in (0.01, 0.05, 0.25)] == [10, 50, 250]
+    assert set(subsets[0.01]) < set(subsets[0.05]) < set(subsets[0.25])
+    assert subsets == nested_subsets(1000, [0.01, 0.05, 0.25], seed=3)
+    assert subsets[0.05] != nested_subsets(1000, [0.05], seed=4)[0.05]
+    assert len(nested_subsets(30, [0.01], seed=0)[0.01]) == 1  # never empty
+    with pytest.raises(ValueError, match="in \\(0, 1\\]"):
+        nested_subsets(10, [0.0], seed=0)
+
+
+def test_subset_plan_uses_every_seed_at_the_small_sizes_only():
+    assert subset_plan([0.25, 0.01, 0.05], [0, 1, 2], all_seeds_up_to=0.05) == [
+        (0.01, 0), (0.01, 1), (0.01, 2), (0.05, 0), (0.05, 1), (0.05, 2), (0.25, 0),
+    ]
+
+
+def test_write_subsets_writes_nested_docbins_and_a_manifest(tmp_path):
+    from spacy.tokens import DocBin
+    from spacy.vocab import Vocab
+
+    from spacy_elmo.tasks.ner import conll_to_docbin
+
+    train = tmp_path / "train.spacy"
+    conll_to_docbin(write_conll(tmp_path / "train.txt"), train)
+    manifest = write_subsets(train, tmp_path / "curve", [0.4, 0.8], [0, 1], all_seeds_up_to=0.4)
+    assert manifest["total_docs"] == 5
+    assert [(s["fraction"], s["seed"], s["docs"]) for s in manifest["subsets"]] == [(0.4, 0, 2), (0.4, 1, 2), (0.8, 0, 4)]
+    assert json.loads((tmp_path / "curve" / "subsets.json").read_text()) == manifest
+
+    def texts(subset):
+        return {doc.text for doc in DocBin().from_disk(subset["path"]).get_docs(Vocab())}
+
+    small, _, large = manifest["subsets"]
+    assert texts(small) < texts(large)
+
+
+# ---- arms of the grid ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("config, section", [
+    ("ner_baseline.cfg", "components.ner.model.tok2vec.embed"),
+    ("ner_elmo.cfg", "components.ner.model.tok2vec.embed.embed"),
+    ("textcat_baseline.cfg", "components.textcat.model.tok2vec.embed"),
+    ("textcat_elmo.cfg", "components.textcat.model.tok2vec.embed.embed"),
+])
+def test_vectors_arm_switches_on_the_static_vectors_of_the_same_config(config, section, tmp_path):
+    from spacy.util import load_config
+
+    assert static_vector_overrides(load_config(CONFIGS / config, interpolate=False)) == {f"{section}.include_static_vectors": True}
+    overrides = arm_overrides(Arm.parse(f"v={CONFIGS / config}+vectors"), elmo_model=tmp_path / "bilm", vectors=tmp_path / "vec")
+    assert overrides[f"{section}.include_static_vectors"] is True and overrides["paths.vectors"] == str(tmp_path / "vec")
+    assert ("paths.elmo_model" in overrides) == ("elmo" in config)
+    assert arm_overrides(Arm.parse(f"plain={CONFIGS / config}"), None, None) == {}
+
+
+def test_arm_errors_say_what_to_fix(tmp_path):
+    with pytest.raises(ValueError, match="NAME=CONFIG"):
+        Arm.parse("configs/ner_baseline.cfg")
+    with pytest.raises(ValueError, match="needs --vectors"):
+        arm_overrides(Arm.parse(f"v={CONFIGS / 'ner_baseline.cfg'}+vectors"), None, None)
+    with pytest.raises(FileNotFoundError, match="nope.cfg not found"):
+        arm_overrides(Arm.parse("x=nope.cfg"), None, None)
+
+
+def test_summarize_gives_mean_and_sd_over_seeds():
+    runs = [
+        {"arm": "elmo", "fraction": 0.01, "seed": s, "train_docs": 140, "scores": {"f": f}}
+        for s, f in enumerate([0.5, 0.7, 0.6])
+    ] + [{"arm": "elmo", "fraction": 0.25, "seed": 0, "train_docs": 3500, "scores": {"f": 0.8}}]
+    (small, large) = summarize(runs)["elmo"]
+    assert small["n_runs"] == 3 and small["mean"]["f"] == pytest.approx(0.6) and small["sd"]["f"] == pytest.approx(0.1)
+    assert large["n_runs"] == 1 and large["sd"]["f"] is None
+
+
+@pytest.mark.slow
+def test_textcat_arms_train_a_few_steps_and_resume(tmp_path, tiny_model_dir, monkeypatch):
+    """The plain baseline and ELMo + floret vectors (the two ends of the four arms; the smoke test
+    runs all four) train, score on the test set, and a rerun reuses the finished runs."""
+    from spacy_elmo.tasks import grid
+
+    data = tmp_path / "topics"
+    split_labelled_tsv(write_bbc_news(tmp_path / "bbc.tsv", per_label=4), data, seed=0, dev=0.25, test=0.25)
+    vectors = make_vectors(tmp_path)
+    arms = [Arm.parse(f"baseline={CONFIGS / 'textcat_baseline.cfg'}"), Arm.parse(f"elmo_vectors={CONFIGS / 'textcat_elmo.cfg'}+vectors")]
+    args = (arms, data / "train.spacy", [0], tmp_path / "runs", data / "dev.spacy", data / "test.spacy", 2)
+    result = run_grid(*args, elmo_model=tiny_model_dir, vectors=vectors)
+    assert [r["arm"] for r in result["runs"]] == ["baseline", "elmo_vectors"]
+    for run in result["runs"]:
+        assert 0 <= run["scores"]["accuracy"] <= 1 and 0 <= run["scores"]["macro_f"] <= 1
+    import spacy
+
+    nlp = spacy.load(tmp_path / "runs" / "elmo_vectors" / "f1_s0" / "model-best")
+    assert nlp.vocab.vectors.mode == "floret" and nlp.pipe_names == ["elmo", "textcat"]
+
+    monkeypatch.setattr(grid, "train_and_evaluate", lambda *a, **k: pytest.fail("a finished run was trained again"))
+    assert run_grid(*args, elmo_model=tiny_model_dir, vectors=vectors) == result
+
+
+# ---- static vectors ------------------------------------------------------------------------------
+
+
+def make_vectors(tmp_path: Path) -> Path:
+    """floret on a tiny corpus, then `spacy init vectors --mode floret`, as the workflow does."""
+    import typer
+    from spacy.cli import app
+
+    from spacy_elmo.tasks.static_vectors import train_floret
+
+    text = tmp_path / "pretrain.txt"
+    lines = ["the bank raised its rates", "he sat on the bank of the river", "stocks fell sharply in tokyo"]
+    text.write_text("\n".join(lines * 40) + "\n", encoding="utf-8")
+    info = train_floret(text, tmp_path / "vectors.floret", dim=8, epochs=1, bucket=300, min_count=2)
+    assert info["words_in_vocab"] > 5
+    typer.main.get_command(app).main(
+        args=["init", "vectors", "en", str(tmp_path / "vectors.floret"), str(tmp_path / "vectors"), "--mode", "floret"],
+        standalone_mode=False,
+    )
+    return tmp_path / "vectors"
+
+
+def test_floret_vectors_from_a_tiny_corpus_load_in_spacy(tmp_path):
+    import numpy as np
+    import spacy
+
+    nlp = spacy.load(make_vectors(tmp_path))
+    assert nlp.vocab.vectors.mode == "floret" and nlp.vocab.vectors.shape == (300, 8)
+    bank, unseen = nlp("bank"), nlp("bankers")
+    assert bank[0].has_vector and bank.vector.shape == (8,) and np.abs(bank.vector).sum() > 0
+    assert unseen[0].has_vector  # subwords: no word is out of vocabulary
+    with pytest.raises(FileNotFoundError, match="run the step that writes the pretraining text"):
+        from spacy_elmo.tasks.static_vectors import train_floret
+
+        train_floret(tmp_path / "missing.txt", tmp_path / "x.floret")
+
+
+# ---- report rows ---------------------------------------------------------------------------------
+
+
+def _evidence_rows(report: dict) -> list[dict]:
+    evidence = ("static vectors", "Sentiment", "Topics", "NER learning curve")
+    return [r for r in report["table"] if any(word in r["task"] + r["metric"] for word in evidence)]
+
+
+def test_evidence_rows_read_na_when_their_steps_have_not_run(tmp_path):
+    from spacy_elmo.tasks.report import ReportInputs, make_report
+
+    report = make_report(ReportInputs(sentiment=tmp_path / "missing.json", ner_curve=tmp_path / "nope.json"), tmp_path, plots=True)
+    rows = _evidence_rows(report)
+    assert len(rows) == 1 + 2 * 4 + 1  # NER + vectors; accuracy/macro F1 with and without vectors per set; the curve
+    for row in rows:
+        assert row["cells"] == {"Baseline": "n/a", "+ELMo (mix)": "n/a"}, row
+    assert report["inputs"]["sentiment"]["status"].startswith("missing")
+    assert report["plots"]["learning_curve.png"].startswith("not made")
+    assert not (tmp_path / "learning_curve.png").exists()
+
+
+def test_evidence_rows_show_the_grid_figures(tmp_path):
+    from spacy_elmo.tasks.report import ReportInputs, make_report
+
+    def grid_json(path, runs, total=None):
+        path.write_text(json.dumps({"total_docs": total, "runs": runs, "summary": summarize(runs)}))
+        return path
+
+    sentiment = grid_json(tmp_path / "s.json", [
+        {"arm": arm, "fraction": 1.0, "seed": 0, "train_docs": None, "scores": {"accuracy": acc, "macro_f": acc - 0.01}}
+        for arm, acc in (("baseline", 0.8), ("elmo", 0.85), ("vectors", 0.82))])
+    curve = grid_json(tmp_path / "c.json", [
+        {"arm": arm, "fraction": 0.01, "seed": s, "train_docs": 140, "scores": {"f": f + s / 100}}
+        for arm, f in (("baseline", 0.5), ("elmo", 0.6)) for s in range(3)], total=14041)
+    ner_baseline = tmp_path / "nb.json"
+    ner_baseline.write_text(json.dumps({"overall": {"f": 0.9, "p": 0.9, "r": 0.9}}))
+    report = make_report(ReportInputs(sentiment=sentiment, ner_curve=curve, ner_baseline=ner_baseline), tmp_path)
+    cells = {(r["task"], r["metric"]): r["cells"] for r in _evidence_rows(report)}
+    assert cells[("Sentiment (movie reviews)", "accuracy %")] == {"Baseline": "80.00", "+ELMo (mix)": "85.00"}
+    with_vectors = cells[("Sentiment (movie reviews)", "accuracy %, + static vectors (floret, same text)")]
+    assert with_vectors == {"Baseline": "82.00", "+ELMo (mix)": "n/a"}  # no elmo_vectors run
+    assert cells[("NER learning curve", "F1, 1% of train, 140 sentences, mean ± sd of 3 seeds")] == {
+        "Baseline": "51.00 ± 1.00", "+ELMo (mix)": "61.00 ± 1.00"}
+    # The main baseline run is the curve's 100% point; the ELMo arm has none (n/a, not invented).
+    assert cells[("NER learning curve", "F1, 100% of train, 14,041 sentences")] == {"Baseline": "90.00", "+ELMo (mix)": "n/a"}
+    assert (tmp_path / "learning_curve.png").read_bytes()[:4] == b"\x89PNG"
+    assert "NER learning curve" in (tmp_path / "report.md").read_text()
+
+
+@pytest.mark.shared
+@pytest.mark.parametrize("path, n_items, n_labels", [
+    ("movie_reviews/movie_reviews.tsv", 2000, 2), ("bbc_news/bbc_news.labels.tsv", 2225, 5),
+])
+def test_real_text_classification_sets_split_80_10_10(shared_dir, path, n_items, n_labels):
+    """The workflow's split of the real files (read only; the DocBins are the workflow's job)."""
+    source = shared_dir / "data" / path
+    if not source.is_file():
+        pytest.skip(f"../shared/data/{path} is absent: the text classification data sets are not on this machine")
+    labels = [label for label, _ in read_labelled_tsv(source)]
+    assert len(labels) == n_items and len(set(labels)) == n_labels
+    split = stratified_split(labels, dev=0.1, test=0.1, seed=0)
+    assert sum(map(len, split.values())) == n_items
+    for name in ("dev", "test"):
+        assert abs(len(split[name]) - n_items / 10) <= n_labels
+
+
+def test_a_finished_run_is_reused_only_with_the_same_settings(tmp_path):
+    from spacy_elmo.tasks._io import write_json
+    from spacy_elmo.tasks.grid import finished_scores, run_settings
+
+    config = tmp_path / "a.cfg"
+    config.write_text("[x]\ny = 1\n")
+    settings = {"system.seed": 0, "training.max_steps": 100, "paths.train": "t.spacy", "x.include_static_vectors": True}
+    assert finished_scores(tmp_path, config, tmp_path / "test.spacy", settings) is None  # never run
+    write_json(tmp_path / "run.json", run_settings(config, tmp_path / "test.spacy", settings))
+    assert finished_scores(tmp_path, config, tmp_path / "test.spacy", settings) is None  # killed before scoring
+    write_json(tmp_path / "test_scores.json", {"ents_f": 0.5})
+    assert finished_scores(tmp_path, config, tmp_path / "test.spacy", settings) == {"ents_f": 0.5}
+    assert finished_scores(tmp_path, config, tmp_path / "test.spacy", {**settings, "training.max_steps": 200}) is None
+    config.write_text("[x]\ny = 2\n")
+    assert finished_scores(tmp_path, config, tmp_path / "test.spacy", settings) is None
