@@ -59,12 +59,17 @@ def convert_cli(
     weight_file: Optional[Path] = WeightFileOpt,
     to: str = typer.Option("dir", "--to", help="'dir': a spacy-elmo model directory; 'allennlp': options.json + <name>_weights.hdf5 as AllenNLP names them."),
     name: str = typer.Option("elmo", "--name", help="File name stem for --to allennlp."),
+    source_format: Optional[str] = typer.Option(None, "--from", help="'efml': read an ELMoForManyLangs model: convert --from efml DIR_OR_ZIP OUT."),
+    efml_output: Optional[Path] = typer.Argument(None, help="With --from efml: the model directory to write."),
 ) -> None:
     """Convert between an AllenNLP / bilm-tf pair and a spacy-elmo model directory.
 
     The weights are read, checked against the options and written again, so a converted model is
-    known to load.
+    known to load. `--from efml DIR OUT` converts an ELMoForManyLangs model folder (or its zip).
     """
+    if source_format is not None or efml_output is not None:
+        _convert_efml_cli(source_format, output, efml_output)
+        return
     bilm, files = load_model_or_exit(model, options_file, weight_file)
     if to == "dir":
         meta = files.meta()
@@ -81,3 +86,15 @@ def convert_cli(
         msg.good(f"Wrote {output / (name + '_options.json')} and {output / (name + '_weights.hdf5')}")
     else:
         msg.fail(f"--to must be 'dir' or 'allennlp', got {to!r}", exits=1)
+
+
+def _convert_efml_cli(source_format: Optional[str], source: Path, output: Optional[Path]) -> None:
+    from ..bilm.efml import EfmlError, convert_efml
+
+    if source_format != "efml" or output is None:
+        msg.fail("usage: spacy-elmo convert --from efml MODEL_FOLDER_OR_ZIP OUTPUT_DIR", exits=1)
+    try:
+        convert_efml(source, output)
+    except (EfmlError, ValueError) as err:
+        msg.fail(str(err), exits=1)
+    msg.good(f"Wrote model directory {output}")
