@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 
 from spacy_elmo.bilm import ElmoOptions, load_bilm
 from spacy_elmo.bilm.efml import EfmlError, convert_efml, load_efml, read_dictionary
+from spacy_elmo.bilm.efml_catalog import efml_catalog, efml_entry
 from spacy_elmo.bilm.embedder import Embedder
 from spacy_elmo.cli import app
 from cli_output import printed
@@ -265,3 +266,18 @@ def test_a_listening_textcat_trains_on_the_converted_model(converted):
     assert losses["textcat"] >= 0
     cats = nlp(data[0][0]).cats
     assert set(cats) == {"NATURE", "MONEY"} and abs(sum(cats.values()) - 1) < 1e-5
+
+
+# ---- catalog ---------------------------------------------------------------------------------------
+
+
+def test_the_catalog_lists_the_44_models_by_language_code(efml_dir):
+    catalog = efml_catalog()
+    assert len(catalog) == 44 and len({e.code for e in catalog.values()}) == 44
+    de = efml_entry("efml:de")
+    assert efml_entry("de") == de and de.language == "German" and de.url.endswith("/11/142.zip")
+    assert efml_entry("efml:zh").spacy_lang == "zh" and efml_entry("efml:cu").spacy_lang == "xx"
+    listed = [line.split("\t") for line in (efml_dir / "CATALOG.tsv").read_text(encoding="utf-8").splitlines()[1:]]
+    assert sorted((e.language, e.url) for e in catalog.values()) == sorted((lang, url) for lang, url in listed)
+    with pytest.raises(ValueError, match="no ELMoForManyLangs model 'efml:xx'.*de, el"):
+        efml_entry("efml:xx")
