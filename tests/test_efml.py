@@ -123,6 +123,33 @@ def test_converted_options_round_trip_and_bytes_models_are_unchanged(converted):
     assert "word_embedding" not in ElmoOptions().to_dict() and ElmoOptions().vocabulary_files == []
 
 
+@pytest.mark.parametrize(
+    "edit,problem",
+    [
+        (lambda d: d["char_cnn"]["vocabulary"].update(file="../chars.json"), "must be a plain file name"),
+        (lambda d: d["char_cnn"]["vocabulary"].update(padding=68), r"'char_cnn.vocabulary.padding' = 68 is outside"),
+        (lambda d: d["word_embedding"].update(file="chars.json"), "must be different files"),
+        (lambda d: d["char_cnn"].pop("vocabulary"), "'char_cnn.max_characters_per_token' must be 50"),
+    ],
+)
+def test_bad_vocabulary_options_are_refused(converted, edit, problem):
+    data = json.loads((converted / "options.json").read_text(encoding="utf-8"))
+    edit(data)
+    with pytest.raises(ValueError, match=problem):
+        ElmoOptions.from_dict(data)
+
+
+def test_a_bad_vocabulary_file_is_refused(converted, tmp_path):
+    folder = tmp_path / "model"
+    shutil.copytree(converted, folder)
+    (folder / "words.json").write_text('{"<oov>": 0, "x": 15}', encoding="utf-8")
+    with pytest.raises(ValueError, match=r"words.json: id 15 of 'x' is outside 0..14"):
+        load_bilm(folder)
+    (folder / "words.json").unlink()
+    with pytest.raises(ValueError, match="words.json: vocabulary file not found"):
+        load_bilm(folder)
+
+
 def test_converting_the_zip_gives_the_same_model(efml_dir, converted, tmp_path, sentences):
     archive = tmp_path / "150.zip"
     with zipfile.ZipFile(archive, "w") as zf:

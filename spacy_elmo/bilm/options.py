@@ -275,9 +275,9 @@ class ElmoOptions:
                 file=vocabulary_file(raw_words, "word_embedding", "words.json"),
                 **special_ids(raw_words, "word_embedding", WordEmbeddingOptions.SPECIALS, n_words),
             )
-        if len(set(ElmoOptions(char_cnn, lstm, word_embedding).vocabulary_files)) < (vocabulary is not None) + (
-            word_embedding is not None
-        ):
+        if word_embedding is not None and vocabulary is None:
+            raise fail("'word_embedding' needs a char vocabulary ('char_cnn.vocabulary')")
+        if word_embedding is not None and vocabulary is not None and word_embedding.file == vocabulary.file:
             raise fail("the char and word vocabularies must be different files")
         return cls(char_cnn=char_cnn, lstm=lstm, word_embedding=word_embedding)
 
