@@ -185,6 +185,18 @@ def test_bad_dictionaries_are_refused(efml_dir, tmp_path, line, problem):
     assert "char.dic" in str(err.value)
 
 
+def test_the_architecture_file_is_looked_up_in_the_folder_only(efml_dir, tmp_path):
+    folder = copy_model(efml_dir, tmp_path)
+    (folder / "config.json").write_text('{"config_path": "../configs/other.json"}', encoding="utf-8")
+    with pytest.raises(EfmlError, match="put other.json next to config.json"):
+        load_efml(folder)
+    # The released models name the package's copy, which we know: its sizes are then checked
+    # against the tensors (here they do not fit the tiny fixture).
+    (folder / "config.json").write_text('{"config_path": "../configs/cnn_50_100_512_4096_sample.json"}', encoding="utf-8")
+    with pytest.raises(EfmlError, match="token_embedder.pkl: does not fit the architecture and dictionaries: missing convolutions.3"):
+        load_efml(folder)
+
+
 def test_the_dictionary_reader_puts_ideographic_space_back(tmp_path):
     path = tmp_path / "word.dic"
     path.write_text("<oov>\t0\n<pad>\t1\n<bos>\t2\n<eos>\t3\n\u3000\t4\n", encoding="utf-8")
