@@ -156,6 +156,8 @@ def test_converting_the_zip_gives_the_same_model(efml_dir, converted, tmp_path, 
         for path in efml_dir.iterdir():
             zf.write(path, f"150/{path.name}")
     out = convert_efml(archive, tmp_path / "from_zip")
+    meta = json.loads((out / "meta.json").read_text(encoding="utf-8"))
+    assert meta["name"] == "efml:fr" and meta["lang"] == "fr"  # named as its NLPL download
     a = Embedder(load_bilm(out)).embed_sentences(sentences[:2])
     b = Embedder(load_bilm(converted)).embed_sentences(sentences[:2])
     for x, y in zip(a, b):

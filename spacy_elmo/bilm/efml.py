@@ -30,6 +30,7 @@ from typing import Any
 
 import torch
 
+from .efml_catalog import efml_catalog
 from .model import BiLM
 from .options import (
     MAX_VOCABULARY_SIZE,
@@ -365,12 +366,17 @@ def safe_extract(archive: Path, target: Path) -> Path:
 def convert_efml(source: str | Path, output: str | Path, *, meta: dict[str, Any] | None = None) -> Path:
     """A released ELMoForManyLangs model folder or .zip -> an ordinary model directory at `output`.
 
-    meta: extra entries for meta.json (e.g. the catalog's language code, name, URL and licence).
-    Raises EfmlError (a ValueError) with a one-line message on bad input.
+    meta: extra entries for meta.json (the catalog entry's `meta()`: name, language, URL, licence).
+    Without it, a source named as its NLPL download (`142.zip`, or a folder `142`) gets its
+    catalog entry's. Raises EfmlError (a ValueError) with a one-line message on bad input.
     """
     source, output = Path(source), Path(output)
     info: dict[str, Any] = {"format": "elmoformanylangs", "converted_from": source.name}
-    info.update(meta or {})
+    if meta is None:
+        by_id = {e.nlpl_id: e for e in efml_catalog().values()}
+        stem = source.name[: -len(".zip")] if source.name.endswith(".zip") else source.name
+        meta = by_id[stem].meta() if stem in by_id else {}
+    info.update(meta)
     if source.is_file():
         with tempfile.TemporaryDirectory(prefix="efml-") as tmp:
             bilm = load_efml(safe_extract(source, Path(tmp)))
