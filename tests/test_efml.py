@@ -164,6 +164,21 @@ def test_converting_the_zip_gives_the_same_model(efml_dir, converted, tmp_path, 
         np.testing.assert_array_equal(x, y)
 
 
+def test_a_model_without_word_vectors_converts(efml_dir, tmp_path, sentences):
+    folder = copy_model(efml_dir, tmp_path)
+    arch = json.loads((folder / "cnn_tiny.json").read_text(encoding="utf-8"))
+    arch["token_embedder"]["word_dim"] = 0
+    (folder / "cnn_tiny.json").write_text(json.dumps(arch), encoding="utf-8")
+    (folder / "word.dic").unlink()
+    state = torch.load(folder / "token_embedder.pkl", weights_only=True)
+    del state["word_emb_layer.embedding.weight"]
+    state["projection.weight"] = state["projection.weight"][:, 8:].clone()  # the char-CNN part
+    torch.save(state, folder / "token_embedder.pkl")
+    bilm = load_bilm(convert_efml(folder, tmp_path / "out"))
+    assert bilm.options.word_embedding is None and bilm.batch_to_ids(sentences[:1]).shape == (1, 6, 20)
+    assert Embedder(bilm).embed_sentences(sentences[:1])[0].shape == (3, 6, 32)
+
+
 # ---- bad input ------------------------------------------------------------------------------------
 
 
