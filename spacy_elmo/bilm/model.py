@@ -7,6 +7,8 @@
       -> drop the boundary positions, concat directions (n_layers + 1) x (batch, tokens, 2 proj)
 
 Layer 0 is the character encoder's output duplicated for both directions.
+Models with their own vocabulary (ELMoForManyLangs) read rows of max_chars ids (+ 1 word id) made
+by `BiLM.batch_to_ids`, framed by their own sentence-marker rows; the rest is the same.
 """
 
 from __future__ import annotations
@@ -115,7 +117,7 @@ class BiLM(nn.Module):
         return [(h[:, :batch], c[:, :batch]) for h, c in grown]
 
     def forward(self, char_ids: torch.Tensor) -> BiLMOutput:
-        """char_ids: (batch, tokens, 50) from `batch_to_ids` (no sentence markers)."""
+        """char_ids: (batch, tokens, ids_per_token) from `self.batch_to_ids` (no sentence markers)."""
         ids_width = self.options.ids_per_token
         if char_ids.dim() != 3 or char_ids.shape[-1] != ids_width:
             raise ValueError(f"char_ids must have shape (batch, tokens, {ids_width}), got {tuple(char_ids.shape)}")
