@@ -44,11 +44,22 @@ def info_cli(
             ("LSTM cells / projection", f"{bilm.options.lstm.dim} / {bilm.options.lstm.projection_dim}"),
             ("char filters", bilm.options.char_cnn.n_filters),
             ("highway layers", bilm.options.char_cnn.n_highway),
+            ("token input", _token_input(bilm.options)),
         ]
     )
     if meta:
         msg.divider("meta.json")
         print(json.dumps(meta, indent=2, sort_keys=True))
+
+
+def _token_input(options) -> str:
+    """UTF-8 bytes (bilm-tf), or the model's own vocabularies (ELMoForManyLangs)."""
+    if options.char_cnn.vocabulary is None:
+        return "UTF-8 bytes"
+    text = f"{options.char_cnn.n_characters:,} characters"
+    if options.word_embedding is not None:
+        text += f" + word vectors ({options.word_embedding.n_words:,} x {options.word_embedding.dim})"
+    return text
 
 
 @app.command("convert")
