@@ -29,7 +29,7 @@ import torch
 
 from ..atomic import atomic_path
 from .model import BiLM
-from .options import ElmoOptions, OptionsError
+from .options import ElmoOptions
 from .vocab import load_token_ids, write_vocabulary
 
 OPTIONS_NAME = "options.json"
