@@ -505,7 +505,8 @@ class Elmo(TrainablePipe):
         with tempfile.TemporaryDirectory() as tmp:
             self.to_disk(tmp)
             folder = Path(tmp) / MODEL_DIR
-            files = {p.name: p.read_bytes() for p in folder.iterdir() if p.name in (OPTIONS_NAME, WEIGHTS_NAME, META_NAME)}
+            keep = (OPTIONS_NAME, WEIGHTS_NAME, META_NAME, *self.get_bilm().options.vocabulary_files)
+            files = {p.name: p.read_bytes() for p in folder.iterdir() if p.name in keep}
         return srsly.msgpack_dumps({MODEL_DIR: files})
 
     def from_bytes(self, bytes_data: bytes, *, exclude: Iterable[str] = ()) -> Elmo:

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Callable
 
@@ -23,7 +24,8 @@ import torch
 
 from spacy_elmo.bilm import BiLM, CharCnnOptions, ElmoOptions, LstmOptions, save_model_dir
 
-SHARED_DIR = Path(__file__).resolve().parents[1].parent / "shared"
+# SPACY_ELMO_SHARED points elsewhere (e.g. from a second worktree, whose ../shared is not there).
+SHARED_DIR = Path(os.environ.get("SPACY_ELMO_SHARED") or Path(__file__).resolve().parents[1].parent / "shared")
 FIXTURE_SUBDIR = Path("fixtures") / "allennlp_elmo"
 
 

@@ -2,6 +2,8 @@
 
 Gives every token, seen or not, a context-free vector from its spelling (ELMo's layer 0).
 Parameters use the bilm-tf layout (x @ W) so that weight files load without transposes.
+With `word_embedding` options (ELMoForManyLangs), the token's word vector is put before the
+char-CNN features and both go through the projection.
 """
 
 from __future__ import annotations
@@ -9,8 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .char_ids import N_CHAR_IDS
-from .options import CharCnnOptions
+from .options import CharCnnOptions, WordEmbeddingOptions
 
 
 class Highway(nn.Module):
@@ -49,30 +50,37 @@ class Highway(nn.Module):
 class CharEncoder(nn.Module):
     """Maps (batch, tokens, 50) character ids to (batch, tokens, output_dim) token vectors.
 
+    With word vectors each token row has one more id at the end: its word id.
     Rows whose ids are all 0 (batch padding) come out as zeros. Each distinct token in the batch
     is encoded once: repeated words ("the", ",") cost nothing extra and the output is unchanged.
     """
 
-    def __init__(self, options: CharCnnOptions, output_dim: int):
+    def __init__(self, options: CharCnnOptions, output_dim: int, words: WordEmbeddingOptions | None = None):
         super().__init__()
         self.options = options
         self.output_dim = output_dim
-        # Row 0 is batch padding and stays zero; rows 1..261 are the shifted character ids. Always
-        # 262 rows: bilm-tf writes n_characters = 261 during training for the same 261 characters.
-        self.char_embed = nn.Embedding(N_CHAR_IDS, options.embedding_dim, padding_idx=0)
+        # Row 0 is batch padding and stays zero; then the shifted character ids. For UTF-8 bytes
+        # always 262 rows: bilm-tf writes n_characters = 261 during training for the same 261 characters.
+        self.char_embed = nn.Embedding(options.embedding_rows, options.embedding_dim, padding_idx=0)
+        self.word_embed = None if words is None else nn.Embedding(words.n_words + 1, words.dim, padding_idx=0)
+        features = options.n_filters + (0 if words is None else words.dim)
         self.convolutions = nn.ModuleList(
             nn.Conv1d(options.embedding_dim, n_filters, kernel_size=width)
             for width, n_filters in options.filters
         )
         self.highways = nn.ModuleList(Highway(options.n_filters) for _ in range(options.n_highway))
-        self.W_proj = nn.Parameter(torch.empty(options.n_filters, output_dim))
+        self.W_proj = nn.Parameter(torch.empty(features, output_dim))
         self.b_proj = nn.Parameter(torch.zeros(output_dim))
-        nn.init.normal_(self.W_proj, std=(1.0 / options.n_filters) ** 0.5)
+        nn.init.normal_(self.W_proj, std=(1.0 / features) ** 0.5)
         self.activation = {"relu": torch.relu, "tanh": torch.tanh}[options.activation]
 
     def encode_unique(self, char_ids: torch.Tensor) -> torch.Tensor:
-        """(n, 50) ids of n tokens -> (n, output_dim). No de-duplication, no padding handling."""
-        x = self.char_embed(char_ids).transpose(1, 2)  # (n, char_dim, 50)
+        """(n, 50) ids of n tokens -> (n, output_dim). No de-duplication, no padding handling.
+
+        With word vectors: (n, max_chars + 1) ids, the last one the word id.
+        """
+        n_chars = self.options.max_characters_per_token
+        x = self.char_embed(char_ids[:, :n_chars]).transpose(1, 2)  # (n, char_dim, 50)
         pooled = []
         for conv in self.convolutions:
             # Max over character positions first, then the activation (as bilm-tf does).
@@ -80,10 +88,12 @@ class CharEncoder(nn.Module):
         h = self.activation(torch.cat(pooled, dim=-1))  # (n, n_filters)
         for highway in self.highways:
             h = highway(h)
+        if self.word_embed is not None:
+            h = torch.cat([self.word_embed(char_ids[:, n_chars]), h], dim=-1)  # (n, word_dim + n_filters)
         return self.project(h)  # (n, output_dim)
 
     def project(self, h: torch.Tensor) -> torch.Tensor:
-        """(n, n_filters) -> (n, output_dim); the int8 copy (quantized.py) overrides it."""
+        """(n, features) -> (n, output_dim); the int8 copy (quantized.py) overrides it."""
         return torch.addmm(self.b_proj, h, self.W_proj)
 
     def forward(self, char_ids: torch.Tensor) -> torch.Tensor:

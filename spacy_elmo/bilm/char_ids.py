@@ -7,7 +7,7 @@ that 0 can mean "no token here" (batch padding).
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 
@@ -56,11 +56,16 @@ def token_to_char_ids(token: str) -> list[int]:
     return [i + SHIFT for i in ids]
 
 
-def batch_to_ids(sentences: Sequence[Sequence[str]]) -> torch.Tensor:
+def batch_to_ids(
+    sentences: Sequence[Sequence[str]],
+    encode: Callable[[str], list[int]] = token_to_char_ids,
+    width: int = MAX_CHARS_PER_TOKEN,
+) -> torch.Tensor:
     """Character ids for a batch of tokenized sentences, without sentence markers.
 
     Returns a LongTensor of shape (batch, max_tokens, 50); rows of shorter sentences are padded
     with zeros. An empty batch gives shape (0, 0, 50); an empty sentence gives an all-zero row.
+    `encode` and `width` serve models with their own vocabulary (`vocab.TokenIds`).
     """
     if isinstance(sentences, str):
         raise TypeError("batch_to_ids expects a list of tokenized sentences, not a string")
@@ -69,7 +74,7 @@ def batch_to_ids(sentences: Sequence[Sequence[str]]) -> torch.Tensor:
             kind = "a string" if isinstance(sentence, str) else type(sentence).__name__
             raise TypeError(f"sentence {i} is {kind}; pass a list of tokens (e.g. text.split())")
     n_tokens = max((len(s) for s in sentences), default=0)
-    ids = torch.zeros((len(sentences), n_tokens, MAX_CHARS_PER_TOKEN), dtype=torch.long)
+    ids = torch.zeros((len(sentences), n_tokens, width), dtype=torch.long)
     cache: dict[str, list[int]] = {}
     for i, sentence in enumerate(sentences):
         if not sentence:
@@ -78,7 +83,7 @@ def batch_to_ids(sentences: Sequence[Sequence[str]]) -> torch.Tensor:
         for token in sentence:
             row = cache.get(token) if isinstance(token, str) else None
             if row is None:
-                row = cache[token] = token_to_char_ids(token)
+                row = cache[token] = encode(token)
             rows.append(row)
         ids[i, : len(rows)] = torch.tensor(rows, dtype=torch.long)
     return ids

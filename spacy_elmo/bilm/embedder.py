@@ -20,7 +20,6 @@ import numpy as np
 import torch
 
 from ..atomic import atomic_path, output_file_problem
-from .char_ids import batch_to_ids
 from .model import BiLM
 
 OutputFormat = Literal["all", "top", "average"]
@@ -82,7 +81,7 @@ class Embedder:
     @torch.inference_mode()
     def embed_batch(self, sentences: Sequence[Sequence[str]]) -> list[np.ndarray]:
         """One array (n_layers + 1, n_tokens, dim) per sentence; empty sentences give n_tokens = 0."""
-        out = self.bilm(batch_to_ids(sentences).to(self.device))
+        out = self.bilm(self.bilm.batch_to_ids(sentences).to(self.device))
         stacked = out.stacked().float().cpu().numpy()  # (batch, layers, tokens, dim)
         return [stacked[k, :, : len(s)] for k, s in enumerate(sentences)]
 

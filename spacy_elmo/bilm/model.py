@@ -7,11 +7,14 @@
       -> drop the boundary positions, concat directions (n_layers + 1) x (batch, tokens, 2 proj)
 
 Layer 0 is the character encoder's output duplicated for both directions.
+Models with their own vocabulary (ELMoForManyLangs) read rows of max_chars ids (+ 1 word id) made
+by `BiLM.batch_to_ids`, framed by their own sentence-marker rows; the rest is the same.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import torch
 from torch import nn
@@ -20,6 +23,7 @@ from .char_encoder import CharEncoder
 from .char_ids import BOS_CHAR_IDS, EOS_CHAR_IDS
 from .lstm import BiLstmStack
 from .options import ElmoOptions
+from .vocab import TokenIds, marker_rows
 
 
 @dataclass
@@ -32,18 +36,21 @@ class BiLMOutput:
         return torch.stack(self.layers, dim=1)
 
 
-def add_sentence_boundaries(char_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def add_sentence_boundaries(
+    char_ids: torch.Tensor, bos_row: Sequence[int] = BOS_CHAR_IDS, eos_row: Sequence[int] = EOS_CHAR_IDS
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Frame each row with the <S> and </S> tokens right around its real tokens.
 
     char_ids: (batch, tokens, 50) -> ((batch, tokens + 2, 50), lengths (batch,) incl. markers).
     Rows must be left-aligned (real tokens first); an empty row becomes just <S> </S>.
+    bos_row / eos_row: the markers' id rows, for models with their own vocabulary.
     """
     batch, n_tokens, n_chars = char_ids.shape
     lengths = (char_ids > 0).any(dim=-1).sum(dim=-1)  # (batch,)
     framed = char_ids.new_zeros((batch, n_tokens + 2, n_chars))
     framed[:, 1:-1] = char_ids
-    framed[:, 0] = torch.tensor(BOS_CHAR_IDS, dtype=char_ids.dtype, device=char_ids.device)
-    eos = torch.tensor(EOS_CHAR_IDS, dtype=char_ids.dtype, device=char_ids.device)
+    framed[:, 0] = torch.tensor(bos_row, dtype=char_ids.dtype, device=char_ids.device)
+    eos = torch.tensor(eos_row, dtype=char_ids.dtype, device=char_ids.device)
     framed[torch.arange(batch, device=char_ids.device), lengths + 1] = eos
     return framed, lengths + 2
 
@@ -61,12 +68,19 @@ class BiLM(nn.Module):
     # "float32"; "bfloat16" or "int8" on an inference-only copy made by precision.with_precision
     precision = "float32"
 
-    def __init__(self, options: ElmoOptions, stateful: bool = False, dropout: float = 0.0):
+    def __init__(
+        self, options: ElmoOptions, stateful: bool = False, dropout: float = 0.0, token_ids: TokenIds | None = None
+    ):
         super().__init__()
         self.options = options
         self.stateful = stateful
+        # tokens -> id rows: UTF-8 bytes, or the model's own vocabulary (given by `load_bilm`).
+        if token_ids is None and options.char_cnn.vocabulary is None and options.word_embedding is None:
+            token_ids = TokenIds(options)
+        self.token_ids = token_ids
+        self.marker_rows = marker_rows(options)
         proj = options.lstm.projection_dim
-        self.char_encoder = CharEncoder(options.char_cnn, output_dim=proj)
+        self.char_encoder = CharEncoder(options.char_cnn, output_dim=proj, words=options.word_embedding)
         self.lstm = BiLstmStack(proj, options.lstm, dropout=dropout)
         self._states: list[tuple[torch.Tensor, torch.Tensor]] | None = None
 
@@ -80,6 +94,12 @@ class BiLM(nn.Module):
 
     def reset_states(self) -> None:
         self._states = None
+
+    def batch_to_ids(self, sentences: Sequence[Sequence[str]]) -> torch.Tensor:
+        """Tokenized sentences -> the (batch, tokens, ids_per_token) rows `forward` reads."""
+        if self.token_ids is None:
+            raise ValueError("this biLM has its own vocabulary, which was not loaded: use load_bilm(model_dir)")
+        return self.token_ids.batch_to_ids(sentences)
 
     def _carried_states(self, batch: int, device, dtype) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Stored states for the first `batch` rows, growing the store with zeros as needed."""
@@ -100,19 +120,17 @@ class BiLM(nn.Module):
         return [(h[:, :batch], c[:, :batch]) for h, c in grown]
 
     def forward(self, char_ids: torch.Tensor) -> BiLMOutput:
-        """char_ids: (batch, tokens, 50) from `batch_to_ids` (no sentence markers)."""
-        if char_ids.dim() != 3 or char_ids.shape[-1] != self.options.char_cnn.max_characters_per_token:
-            raise ValueError(
-                f"char_ids must have shape (batch, tokens, {self.options.char_cnn.max_characters_per_token}), "
-                f"got {tuple(char_ids.shape)}"
-            )
+        """char_ids: (batch, tokens, ids_per_token) from `self.batch_to_ids` (no sentence markers)."""
+        ids_width = self.options.ids_per_token
+        if char_ids.dim() != 3 or char_ids.shape[-1] != ids_width:
+            raise ValueError(f"char_ids must have shape (batch, tokens, {ids_width}), got {tuple(char_ids.shape)}")
         batch, n_tokens, _ = char_ids.shape
         mask = (char_ids > 0).any(dim=-1)  # (batch, tokens)
         width = self.output_dim
         if batch == 0:
             empty = self.char_encoder.char_embed.weight.new_zeros(0, n_tokens, width)
             return BiLMOutput([empty] * self.n_layers, mask)
-        framed, lengths = add_sentence_boundaries(char_ids)
+        framed, lengths = add_sentence_boundaries(char_ids, *self.marker_rows)
         tokens = self.char_encoder(framed)  # (batch, tokens + 2, proj)
         states = None
         if self.stateful:

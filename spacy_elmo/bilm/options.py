@@ -2,6 +2,10 @@
 
 We read and write exactly that JSON so that files move freely between the tools; anything that
 does not describe a valid model raises `OptionsError` naming the offending key.
+
+Two optional sections, never written for a bilm-tf model, describe the ELMoForManyLangs models:
+`char_cnn.vocabulary` (characters looked up in a vocabulary file instead of UTF-8 bytes) and
+`word_embedding` (a word vector concatenated with the char-CNN features before the projection).
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ import json
 import math
 import os
 import stat
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +38,44 @@ MAX_FILTER_COUNT = 16_384  # output channels, all convolutions together
 MAX_HIGHWAY = 16
 MAX_PARAMETERS = 1_000_000_000  # 4 GB of float32: ten times the Original model
 
+# Caps for vocabulary-based models: what a real model needs, with room to spare.
+MAX_VOCABULARY_SIZE = 5_000_000
+MAX_TOKEN_CHARS = 1000
+
+
+@dataclass(frozen=True)
+class CharVocabularyOptions:
+    """Characters come from a vocabulary file (raw ids 0..n_characters-1) instead of UTF-8 bytes.
+
+    A token is [begin_of_word, its characters (unknown when not listed), end_of_word] padded with
+    `padding`; sentence markers are [begin_of_word, begin/end_of_sentence, end_of_word].
+    """
+
+    file: str = "chars.json"
+    unknown: int = 0
+    padding: int = 1
+    begin_of_word: int = 2
+    end_of_word: int = 3
+    begin_of_sentence: int = 4
+    end_of_sentence: int = 5
+
+    SPECIALS = ("unknown", "padding", "begin_of_word", "end_of_word", "begin_of_sentence", "end_of_sentence")
+
+
+@dataclass(frozen=True)
+class WordEmbeddingOptions:
+    """A word-embedding table (raw ids 0..n_words-1, words from `file`) feeding the projection."""
+
+    dim: int
+    n_words: int
+    file: str = "words.json"
+    unknown: int = 0
+    padding: int = 1
+    begin_of_sentence: int = 2
+    end_of_sentence: int = 3
+
+    SPECIALS = ("unknown", "padding", "begin_of_sentence", "end_of_sentence")
+
 
 @dataclass(frozen=True)
 class CharCnnOptions:
@@ -44,10 +86,16 @@ class CharCnnOptions:
     # 262 = 256 bytes + 5 specials + 1 for batch padding. bilm-tf writes 261 during training.
     n_characters: int = 262
     max_characters_per_token: int = MAX_CHARS_PER_TOKEN
+    vocabulary: CharVocabularyOptions | None = None  # None: UTF-8 bytes, as bilm-tf
 
     @property
     def n_filters(self) -> int:
         return sum(n for _, n in self.filters)
+
+    @property
+    def embedding_rows(self) -> int:
+        """Rows of the char embedding: row 0 for batch padding, then the shifted raw ids."""
+        return 262 if self.vocabulary is None else self.n_characters + 1
 
 
 @dataclass(frozen=True)
@@ -64,6 +112,18 @@ class LstmOptions:
 class ElmoOptions:
     char_cnn: CharCnnOptions = field(default_factory=CharCnnOptions)
     lstm: LstmOptions = field(default_factory=LstmOptions)
+    word_embedding: WordEmbeddingOptions | None = None
+
+    @property
+    def ids_per_token(self) -> int:
+        """Width of a token's id row: its character ids, then its word id when there are word vectors."""
+        return self.char_cnn.max_characters_per_token + (self.word_embedding is not None)
+
+    @property
+    def vocabulary_files(self) -> list[str]:
+        """The data files the model directory holds besides options.json and the weights."""
+        files = [] if self.char_cnn.vocabulary is None else [self.char_cnn.vocabulary.file]
+        return files + ([] if self.word_embedding is None else [self.word_embedding.file])
 
     @property
     def output_dim(self) -> int:
@@ -84,7 +144,9 @@ class ElmoOptions:
         proj = c.n_filters * l.projection_dim + l.projection_dim
         # per direction and layer: W_0 (input + projection, 4 cell), B (4 cell), W_P_0 (cell, projection)
         lstm = 2 * l.n_layers * (2 * l.projection_dim * 4 * l.dim + 4 * l.dim + l.dim * l.projection_dim)
-        return cnn + highway + proj + lstm
+        w = self.word_embedding  # its table, and its rows of the projection
+        words = 0 if w is None else w.n_words * w.dim + w.dim * l.projection_dim
+        return cnn + highway + proj + lstm + words
 
     # ---- JSON --------------------------------------------------------------------------------
 
@@ -100,7 +162,7 @@ class ElmoOptions:
             lstm["cell_clip"] = l.cell_clip
         if l.proj_clip is not None:
             lstm["proj_clip"] = l.proj_clip
-        return {
+        data: dict[str, Any] = {
             "lstm": lstm,
             "char_cnn": {
                 "embedding": {"dim": c.embedding_dim},
@@ -111,6 +173,11 @@ class ElmoOptions:
                 "activation": c.activation,
             },
         }
+        if c.vocabulary is not None:
+            data["char_cnn"]["vocabulary"] = asdict(c.vocabulary)
+        if self.word_embedding is not None:
+            data["word_embedding"] = asdict(self.word_embedding)
+        return data
 
     @classmethod
     def from_dict(cls, data: Any, source: str = "options") -> "ElmoOptions":
@@ -148,14 +215,44 @@ class ElmoOptions:
             filters.append((int(f[0]), int(f[1])))
         if not filters:
             raise fail("'char_cnn.filters' is empty")
+        def vocabulary_file(section: dict, where: str, default: str) -> str:
+            name = get(section, "file", str, where, default)
+            # A plain file name inside the model directory: a stranger's options.json names no paths.
+            if not name or name.startswith(".") or "/" in name or "\\" in name or name in (
+                "options.json", "weights.hdf5", "meta.json"
+            ):
+                raise fail(f"'{where}.file' must be a plain file name in the model directory, got {name!r}")
+            return name
+
+        def special_ids(section: dict, where: str, names: tuple[str, ...], size: int) -> dict[str, int]:
+            ids = {}
+            for name in names:
+                value = get(section, name, int, where)
+                if not 0 <= value < size:
+                    raise fail(f"'{where}.{name}' = {value} is outside the vocabulary's ids 0..{size - 1}")
+                ids[name] = value
+            return ids
+
+        raw_vocabulary = get(raw_cnn, "vocabulary", dict, "char_cnn", None)
         max_chars = get(raw_cnn, "max_characters_per_token", int, "char_cnn", MAX_CHARS_PER_TOKEN)
-        if max_chars != MAX_CHARS_PER_TOKEN:
-            raise fail(f"'char_cnn.max_characters_per_token' must be {MAX_CHARS_PER_TOKEN}, got {max_chars}")
+        n_characters = get(raw_cnn, "n_characters", int, "char_cnn", 262)
+        vocabulary = None
+        if raw_vocabulary is None:
+            if max_chars != MAX_CHARS_PER_TOKEN:
+                raise fail(f"'char_cnn.max_characters_per_token' must be {MAX_CHARS_PER_TOKEN}, got {max_chars}")
+            if n_characters not in (261, 262):
+                raise fail(f"'char_cnn.n_characters' must be 261 or 262, got {n_characters}")
+        else:
+            if not 3 <= max_chars <= MAX_TOKEN_CHARS:
+                raise fail(f"'char_cnn.max_characters_per_token' must be 3..{MAX_TOKEN_CHARS}, got {max_chars}")
+            if not 1 <= n_characters <= MAX_VOCABULARY_SIZE:
+                raise fail(f"'char_cnn.n_characters' must be 1..{MAX_VOCABULARY_SIZE}, got {n_characters}")
+            vocabulary = CharVocabularyOptions(
+                file=vocabulary_file(raw_vocabulary, "char_cnn.vocabulary", "chars.json"),
+                **special_ids(raw_vocabulary, "char_cnn.vocabulary", CharVocabularyOptions.SPECIALS, n_characters),
+            )
         if max(w for w, _ in filters) > max_chars:
             raise fail("a convolution is wider than max_characters_per_token")
-        n_characters = get(raw_cnn, "n_characters", int, "char_cnn", 262)
-        if n_characters not in (261, 262):
-            raise fail(f"'char_cnn.n_characters' must be 261 or 262, got {n_characters}")
         activation = get(raw_cnn, "activation", str, "char_cnn", "relu")
         if activation not in ("relu", "tanh"):
             raise fail(f"'char_cnn.activation' must be 'relu' or 'tanh', got {activation!r}")
@@ -166,6 +263,7 @@ class ElmoOptions:
             activation=activation,
             n_characters=n_characters,
             max_characters_per_token=max_chars,
+            vocabulary=vocabulary,
         )
 
         def clip(key: str) -> float | None:
@@ -193,6 +291,23 @@ class ElmoOptions:
                 raise fail(f"'{name}' must be a finite positive number (or absent for no clipping), got {value}")
         if char_cnn.n_highway < 0:
             raise fail("'char_cnn.n_highway' must be >= 0")
+        word_embedding = None
+        raw_words = get(data, "word_embedding", dict, "options", None)
+        if raw_words is not None:
+            dim = get(raw_words, "dim", int, "word_embedding")
+            n_words = get(raw_words, "n_words", int, "word_embedding")
+            if dim <= 0 or not 1 <= n_words <= MAX_VOCABULARY_SIZE:
+                raise fail(f"'word_embedding' needs dim > 0 and n_words in 1..{MAX_VOCABULARY_SIZE}")
+            word_embedding = WordEmbeddingOptions(
+                dim=dim,
+                n_words=n_words,
+                file=vocabulary_file(raw_words, "word_embedding", "words.json"),
+                **special_ids(raw_words, "word_embedding", WordEmbeddingOptions.SPECIALS, n_words),
+            )
+        if word_embedding is not None and vocabulary is None:
+            raise fail("'word_embedding' needs a char vocabulary ('char_cnn.vocabulary')")
+        if word_embedding is not None and vocabulary is not None and word_embedding.file == vocabulary.file:
+            raise fail("the char and word vocabularies must be different files")
         for name, value, cap in [
             ("char_cnn.embedding.dim", char_cnn.embedding_dim, MAX_CHAR_EMBEDDING_DIM),
             ("char_cnn.filters (entries)", len(filters), MAX_FILTERS),
@@ -204,7 +319,7 @@ class ElmoOptions:
         ]:
             if value > cap:
                 raise fail(f"'{name}' is {value:,}, above the supported maximum {cap:,} (see docs/security.md)")
-        options = cls(char_cnn=char_cnn, lstm=lstm)
+        options = cls(char_cnn=char_cnn, lstm=lstm, word_embedding=word_embedding)
         if options.n_parameters > MAX_PARAMETERS:
             raise fail(
                 f"these sizes make {options.n_parameters:,} parameters, above the supported maximum "

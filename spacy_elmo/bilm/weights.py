@@ -8,8 +8,12 @@ A weight file holds (TensorFlow layout, x @ W):
     RNN_{d}/RNN/MultiRNNCell/Cell{l}/LSTMCell/W_0         (input + proj, 4 cell), gates i, j, f, o
     RNN_{d}/RNN/MultiRNNCell/Cell{l}/LSTMCell/B           (4 cell,)  the +1 forget bias is added at run time
     RNN_{d}/RNN/MultiRNNCell/Cell{l}/LSTMCell/W_P_0       (cell, proj)
-A model directory holds `options.json` + `weights.hdf5` (that pair under fixed names) and an optional
-`meta.json` with what we know about how the model was made.
+Models with their own vocabulary (ELMoForManyLangs) have `char_embed` (n_characters, char_dim), a
+`word_embed` (n_words, word_dim) when they have word vectors, and CNN_proj/W_proj
+(word_dim + n_filters, proj): word features first.
+A model directory holds `options.json` + `weights.hdf5` (that pair under fixed names), the
+vocabulary files options.json names (if any) and an optional `meta.json` with what we know about
+how the model was made.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from .model import BiLM
 from .options import ElmoOptions, parse_json, read_small_text
 from .precision import check_precision, with_precision
 from .safe_hdf5 import get_dataset, open_hdf5, read_float32
+from .vocab import load_token_ids, write_vocabulary
 
 OPTIONS_NAME = "options.json"
 WEIGHTS_NAME = "weights.hdf5"
@@ -49,8 +54,10 @@ def _lstm_prefix(direction: int, layer: int) -> str:
 
 def expected_shapes(options: ElmoOptions) -> dict[str, tuple[int, ...]]:
     """Every dataset an options file implies, with its shape: the contract of the format."""
-    c, l = options.char_cnn, options.lstm
-    shapes: dict[str, tuple[int, ...]] = {"char_embed": (N_CHAR_ROWS, c.embedding_dim)}
+    c, l, w = options.char_cnn, options.lstm, options.word_embedding
+    shapes: dict[str, tuple[int, ...]] = {"char_embed": (c.embedding_rows - 1, c.embedding_dim)}
+    if w is not None:
+        shapes["word_embed"] = (w.n_words, w.dim)
     for k, (width, n) in enumerate(c.filters):
         shapes[f"CNN/W_cnn_{k}"] = (1, width, c.embedding_dim, n)
         shapes[f"CNN/b_cnn_{k}"] = (n,)
@@ -59,7 +66,7 @@ def expected_shapes(options: ElmoOptions) -> dict[str, tuple[int, ...]]:
             shapes[f"CNN_high_{h}/{name}"] = (c.n_filters, c.n_filters)
         for name in ("b_carry", "b_transform"):
             shapes[f"CNN_high_{h}/{name}"] = (c.n_filters,)
-    shapes["CNN_proj/W_proj"] = (c.n_filters, l.projection_dim)
+    shapes["CNN_proj/W_proj"] = (c.n_filters + (0 if w is None else w.dim), l.projection_dim)
     shapes["CNN_proj/b_proj"] = (l.projection_dim,)
     for d in range(2):
         for layer in range(l.n_layers):
@@ -77,7 +84,9 @@ def _to_file_layout(model: BiLM) -> Iterator[tuple[str, np.ndarray]]:
     def arr(t: torch.Tensor) -> np.ndarray:
         return t.detach().to("cpu", torch.float32).numpy()
 
-    yield "char_embed", arr(enc.char_embed.weight[1 : N_CHAR_ROWS + 1])
+    yield "char_embed", arr(enc.char_embed.weight[1:])
+    if enc.word_embed is not None:
+        yield "word_embed", arr(enc.word_embed.weight[1:])
     for k, conv in enumerate(enc.convolutions):
         # torch (n, char_dim, width) -> tf (1, width, char_dim, n)
         yield f"CNN/W_cnn_{k}", arr(conv.weight.permute(2, 1, 0).unsqueeze(0))
@@ -103,7 +112,10 @@ def _assign(model: BiLM, arrays: dict[str, np.ndarray]) -> None:
 
     with torch.no_grad():
         enc.char_embed.weight.zero_()
-        enc.char_embed.weight[1 : N_CHAR_ROWS + 1] = t("char_embed")
+        enc.char_embed.weight[1:] = t("char_embed")
+        if enc.word_embed is not None:
+            enc.word_embed.weight.zero_()
+            enc.word_embed.weight[1:] = t("word_embed")
         for k, conv in enumerate(enc.convolutions):
             conv.weight.copy_(t(f"CNN/W_cnn_{k}")[0].permute(2, 1, 0))
             conv.bias.copy_(t(f"CNN/b_cnn_{k}"))
@@ -245,7 +257,8 @@ def load_bilm(
     files = resolve_model_files(model, options_file, weight_file)
     options = ElmoOptions.from_file(files.options_file)
     arrays = read_weight_arrays(files.weight_file, options)  # checked whole before any tensor is built
-    bilm = BiLM(options, stateful=stateful)
+    # Vocabulary files (if the options name any) sit next to options.json.
+    bilm = BiLM(options, stateful=stateful, token_ids=load_token_ids(options, files.options_file.parent))
     _assign(bilm, arrays)
     return with_precision(bilm.to(device).eval(), precision, copy=False)
 
@@ -255,9 +268,27 @@ def save_model_dir(model: BiLM, directory: str | Path, meta: dict[str, Any] | No
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     save_weights(model, directory / WEIGHTS_NAME)
+    save_vocabularies(model, directory)
     with atomic_path(directory / OPTIONS_NAME) as tmp:
         model.options.to_file(tmp)
     if meta is not None:
         with atomic_path(directory / META_NAME) as tmp:
             tmp.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return directory
+
+
+def save_vocabularies(model: BiLM, directory: str | Path) -> None:
+    """Write the vocabulary files a model's options name (nothing for a UTF-8 byte model)."""
+    options, token_ids = model.options, model.token_ids
+    if not options.vocabulary_files:
+        return
+    if token_ids is None:
+        raise ValueError("this biLM's vocabulary was never loaded, so it cannot be saved")
+    tables = []
+    if options.char_cnn.vocabulary is not None:
+        tables.append((options.char_cnn.vocabulary.file, token_ids.chars))
+    if options.word_embedding is not None:
+        tables.append((options.word_embedding.file, token_ids.words))
+    for name, table in tables:
+        with atomic_path(Path(directory) / name) as tmp:
+            write_vocabulary(tmp, table)

@@ -50,6 +50,7 @@ def info_cli(
             ("LSTM cells / projection", f"{bilm.options.lstm.dim} / {bilm.options.lstm.projection_dim}"),
             ("char filters", bilm.options.char_cnn.n_filters),
             ("highway layers", bilm.options.char_cnn.n_highway),
+            ("token input", _token_input(bilm.options)),
         ]
     )
     summary = training_summary(meta)
@@ -103,6 +104,16 @@ def training_summary(meta: dict) -> list[tuple[str, str]]:
     return rows
 
 
+def _token_input(options) -> str:
+    """UTF-8 bytes (bilm-tf), or the model's own vocabularies (ELMoForManyLangs)."""
+    if options.char_cnn.vocabulary is None:
+        return "UTF-8 bytes"
+    text = f"{options.char_cnn.n_characters:,} characters"
+    if options.word_embedding is not None:
+        text += f" + word vectors ({options.word_embedding.n_words:,} x {options.word_embedding.dim})"
+    return text
+
+
 @app.command("convert", short_help="Convert between AllenNLP's files and a model directory.")
 def convert_cli(
     output: Path = typer.Argument(..., help="Where to write: a model directory, or with --to allennlp a folder for the pair."),
@@ -111,12 +122,17 @@ def convert_cli(
     weight_file: Optional[Path] = WeightFileOpt,
     to: str = typer.Option("dir", "--to", help="'dir': a spacy-elmo model directory; 'allennlp': <name>_options.json + <name>_weights.hdf5 (elmo_options.json + elmo_weights.hdf5 by default), as AllenNLP names them."),
     name: str = typer.Option("elmo", "--name", help="File name stem for --to allennlp."),
+    source_format: Optional[str] = typer.Option(None, "--from", help="'efml': read an ELMoForManyLangs model: convert --from efml DIR_OR_ZIP OUT."),
+    efml_output: Optional[Path] = typer.Argument(None, help="With --from efml: the model directory to write."),
 ) -> None:
     """Convert between an AllenNLP / bilm-tf pair and a spacy-elmo model directory.
 
     The weights are read, checked against the options and written again, so a converted model is
-    known to load.
+    known to load. `--from efml DIR OUT` converts an ELMoForManyLangs model folder (or its zip).
     """
+    if source_format is not None or efml_output is not None:
+        _convert_efml_cli(source_format, output, efml_output)
+        return
     if to not in ("dir", "allennlp"):
         msg.fail(f"--to must be 'dir' or 'allennlp', got {to!r}", exits=1)
     bilm, files = load_model_or_exit(model, options_file, weight_file)
@@ -145,3 +161,16 @@ def convert_cli(
     except OSError as err:
         msg.fail(f"{output}: cannot write the converted model ({err})", exits=1)
     msg.good(f"Wrote model directory {output}" if to == "dir" else f"Wrote {output / names[0]} and {output / names[1]}")
+
+
+def _convert_efml_cli(source_format: Optional[str], source: Path, output: Optional[Path]) -> None:
+    from ..bilm.efml import EfmlError, convert_efml
+
+    if source_format != "efml" or output is None:
+        msg.fail("usage: spacy-elmo convert --from efml MODEL_FOLDER_OR_ZIP OUTPUT_DIR", exits=1)
+    check_output_or_exit(output_dir_problem(output, [source]))
+    try:
+        convert_efml(source, output)
+    except (EfmlError, ValueError) as err:
+        msg.fail(str(err), exits=1)
+    msg.good(f"Wrote model directory {output}")

@@ -29,7 +29,7 @@ from spacy.tokens import Doc
 from thinc.api import ArgsKwargs, Model, PyTorchShim, torch2xp, xp2torch
 from thinc.types import Floats3d
 
-from ..bilm import BiLM, batch_to_ids
+from ..bilm import BiLM
 from ..bilm.embedder import Embedder, windows
 from ..bilm.precision import with_precision
 
@@ -203,7 +203,7 @@ def _forward(model: Model, docs: list[Doc], is_train: bool) -> tuple[ElmoLayers,
     batcher = Embedder(shim._model, batch_size=per_batch, max_batch_tokens=per_batch)
     graphs: list[tuple[list[int], torch.Tensor]] = []  # kept only when training
     for batch in batcher.batches(row_words):
-        char_ids = batch_to_ids([row_words[r] for r in batch]).to(device)
+        char_ids = shim._model.batch_to_ids([row_words[r] for r in batch]).to(device)
         if is_train:
             stacked = shim._model(char_ids).stacked()  # (batch, nL, tokens, dim), with autograd
             graphs.append((batch, stacked))

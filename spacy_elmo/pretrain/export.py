@@ -82,6 +82,11 @@ class LanguageModel:
 def load_language_model(directory: str | Path, device: str | torch.device = "cpu") -> LanguageModel:
     directory = Path(directory)
     bilm = load_bilm(model=directory, device=device)
+    if bilm.options.vocabulary_files:  # the pretraining batches are UTF-8 byte ids
+        raise WeightFileError(
+            f"{directory}: has its own char/word vocabulary (an ELMoForManyLangs model): it cannot be "
+            f"pretrained further here; use it as it is"
+        )
     meta = read_meta(directory)
     softmax = vocab = None
     if (directory / SOFTMAX_FILE).is_file() and (directory / VOCAB_NAME).is_file():
