@@ -123,6 +123,7 @@ class Int8CharEncoder(CharEncoder):
         self.options, self.output_dim, self.activation = encoder.options, encoder.output_dim, encoder.activation
         self.char_embed = copy.deepcopy(encoder.char_embed)
         self.convolutions = copy.deepcopy(encoder.convolutions)
+        self.word_embed = copy.deepcopy(encoder.word_embed)  # ELMoForManyLangs word vectors, or None
         self.highways = nn.ModuleList(Int8Highway(hw) for hw in encoder.highways)
         self.projection = Int8Linear(encoder.W_proj, encoder.b_proj)
 
