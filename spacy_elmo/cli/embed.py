@@ -13,8 +13,8 @@ from ..bilm.embedder import Embedder, embed_file
 from ..bilm.precision import PRECISIONS, precision_fallback, with_precision
 from . import app
 from ._common import (
-    DeviceOpt, ModelOpt, OptionsFileOpt, ThreadsOpt, WeightFileOpt, check_output_or_exit, cleanup_on_sigterm,
-    load_model_or_exit, use_threads,
+    DeviceOpt, ModelOpt, OptionsFileOpt, ThreadsOpt, WeightFileOpt, check_device_or_exit, check_output_or_exit,
+    cleanup_on_sigterm, load_model_or_exit, use_threads,
 )
 
 
@@ -47,6 +47,7 @@ def embed_cli(
     if not input_file.is_file():
         msg.fail(f"{input_file}: input file not found", exits=1)
     check_output_or_exit(output_file_problem(output_file, [input_file]))
+    check_device_or_exit(device)  # before the precision check reads it
     use_threads(threads)
     if precision not in PRECISIONS:
         msg.fail(f"--precision {precision}: use one of {', '.join(PRECISIONS)}", exits=1)
