@@ -31,14 +31,6 @@ runner = CliRunner()
 ZIP_PATH = "repository/11/150.zip"
 
 
-@pytest.fixture(scope="module")
-def efml_dir(shared_dir) -> Path:
-    path = shared_dir / "fixtures" / "elmoformanylangs"
-    if not path.is_dir():
-        pytest.skip("../shared/fixtures/elmoformanylangs is absent: the efml download tests serve a zip of it")
-    return path
-
-
 def zip_of(folder: Path, extra: dict[str, bytes] | None = None) -> bytes:
     """The folder zipped as NLPL ships a model: its files inside one folder."""
     buffer = io.BytesIO()
