@@ -183,6 +183,7 @@ def test_the_cli_downloads_an_efml_model(local, efml_zip):
     result = runner.invoke(app, ["download", "efml:fr", "--no-progress"])
     assert result.exit_code == 0, result.output
     assert str(local.efml_installed()) in printed(result)
+    assert "nlp = spacy.blank('fr'); nlp.add_pipe('elmo', config={'model': 'efml:fr'})" in printed(result)
 
 
 def test_a_model_only_a_mirror_lists_gets_its_language_from_the_entry(local, efml_zip):

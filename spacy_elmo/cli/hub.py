@@ -33,11 +33,21 @@ def download_cli(
     except HubError as err:
         msg.fail(str(err), exits=1)
     msg.good(f"{name} is in {directory}")
+    lang = _meta_lang(directory)
     print(
-        f"Use it: nlp.add_pipe('elmo', config={{'model': '{name}'}})\n"
+        f"Use it: {f'nlp = spacy.blank({lang!r}); ' if lang else ''}nlp.add_pipe('elmo', config={{'model': '{name}'}})\n"
         f"Offline machines: copy {directory} to <their cache>/models/{directory.parent.name}/{directory.name} "
         f"(their cache: `spacy-elmo models` prints it), or pass the folder's path as the model."
     )
+
+
+def _meta_lang(directory: Path) -> str | None:
+    """The spacy.blank() code a converted model's meta.json records (ELMoForManyLangs), if any."""
+    try:
+        lang = json.loads((directory / "meta.json").read_text(encoding="utf-8")).get("lang")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return lang if isinstance(lang, str) else None
 
 
 @app.command("models", short_help="List the published models and which are cached.")
