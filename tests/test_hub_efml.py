@@ -254,3 +254,17 @@ def test_an_html_page_instead_of_the_zip_is_refused(local, efml_zip):
     with pytest.raises(hub.VerificationError, match="HTML page"):
         local.download("efml:fr")
     assert not local.efml_installed().exists()
+
+
+def test_no_room_to_unpack_is_a_cache_error(local, efml_zip, monkeypatch):
+    from spacy_elmo.hub import fetch as fetch_module
+
+    local.publish_zip(efml_zip)
+
+    class Usage:  # room for the zip, not for unpacking it beside the zip
+        free = len(efml_zip) + 1000
+
+    monkeypatch.setattr(fetch_module.shutil, "disk_usage", lambda path: Usage)
+    with pytest.raises(hub.CacheError, match="not enough free disk space"):
+        local.download("efml:fr")
+    assert not local.efml_installed().exists()
