@@ -44,6 +44,16 @@ def fixture_dir(shared_dir: Path) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def efml_dir(shared_dir: Path) -> Path:
+    """The ELMoForManyLangs fixture (a random-weight model in the released format, with the package's
+    outputs); skips the test when the folder is absent."""
+    path = shared_dir / "fixtures" / "elmoformanylangs"
+    if not path.is_dir():
+        pytest.skip("../shared/fixtures/elmoformanylangs is absent: the ELMoForManyLangs tests need it")
+    return path
+
+
 @pytest.fixture
 def single_thread():
     previous = torch.get_num_threads()

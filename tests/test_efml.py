@@ -39,14 +39,6 @@ LONG_SENTENCE, LONG_SENTENCE_TOL_FLOAT32 = 6, 1e-4
 
 
 @pytest.fixture(scope="module")
-def efml_dir(shared_dir) -> Path:
-    path = shared_dir / "fixtures" / "elmoformanylangs"
-    if not path.is_dir():
-        pytest.skip("../shared/fixtures/elmoformanylangs is absent: the ELMoForManyLangs tests need it")
-    return path
-
-
-@pytest.fixture(scope="module")
 def converted(efml_dir, tmp_path_factory) -> Path:
     return convert_efml(efml_dir, tmp_path_factory.mktemp("efml") / "model", meta={"lang": "xx"})
 

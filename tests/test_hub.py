@@ -43,6 +43,7 @@ class Hub:
         self.server, self.tmp, self.monkeypatch, self.make_bilm = server, tmp_path, monkeypatch, make_bilm
         self.cache = tmp_path / "cache"
         self.entries: dict[str, dict] = {}
+        self.families = {"test": {"title": "test models", "format": "bilm-hdf5"}}
         self.n_catalogs = 0
         monkeypatch.setenv("SPACY_ELMO_HOME", str(self.cache))
         monkeypatch.delenv("SPACY_ELMO_ALLOW_DOWNLOAD", raising=False)
@@ -73,7 +74,7 @@ class Hub:
         self.n_catalogs += 1  # a new file each time: the catalog reader caches by path
         path = self.tmp / f"catalog-{self.n_catalogs}.json"
         path.write_text(json.dumps({
-            "families": {"test": {"title": "test models", "format": "bilm-hdf5"}},
+            "families": self.families,
             "sources": {"made-in-test": "made by tests/test_hub.py"},
             "models": self.entries,
         }))

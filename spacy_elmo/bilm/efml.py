@@ -25,6 +25,7 @@ import json
 import stat
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -341,32 +342,53 @@ def _outside(name: str) -> bool:
     return ".." in parts or ":" in parts[0]
 
 
-def safe_extract(archive: Path, target: Path) -> Path:
-    """Unpack a model zip into `target` after checking every member; returns the model folder."""
+def _open_zip(archive: Path) -> zipfile.ZipFile:
+    """The zip, once its member list is checked: not too many, not too large, none outside its folder."""
     try:
         zf = zipfile.ZipFile(archive)
     except (zipfile.BadZipFile, OSError) as err:
         raise EfmlError(f"{archive}: not a readable zip file ({err})") from None
-    with zf:
-        members = zf.infolist()
-        if len(members) > MAX_ZIP_MEMBERS:
-            raise EfmlError(f"{archive}: {len(members)} entries, more than a model zip has ({MAX_ZIP_MEMBERS})")
-        if sum(m.file_size for m in members) > MAX_UNZIPPED_BYTES:
-            raise EfmlError(f"{archive}: unpacks to more than {MAX_UNZIPPED_BYTES >> 30} GiB")
-        for m in members:
-            if _outside(m.filename) or stat.S_ISLNK(m.external_attr >> 16):
-                raise EfmlError(f"{archive}: refused: entry {m.filename!r} points outside the zip's folder (or is a link)")
-        zf.extractall(target)
+    members = zf.infolist()
+    problem = None
+    if len(members) > MAX_ZIP_MEMBERS:
+        problem = f"{len(members)} entries, more than a model zip has ({MAX_ZIP_MEMBERS})"
+    elif sum(m.file_size for m in members) > MAX_UNZIPPED_BYTES:
+        problem = f"unpacks to more than {MAX_UNZIPPED_BYTES >> 30} GiB"
+    for m in members:
+        if problem is None and (_outside(m.filename) or stat.S_ISLNK(m.external_attr >> 16)):
+            problem = f"refused: entry {m.filename!r} points outside the zip's folder (or is a link)"
+    if problem is not None:
+        zf.close()
+        raise EfmlError(f"{archive}: {problem}")
+    return zf
+
+
+def unpacked_size(archive: Path) -> int:
+    """How many bytes the (checked) zip unpacks to."""
+    with _open_zip(archive) as zf:
+        return sum(m.file_size for m in zf.infolist())
+
+
+def safe_extract(archive: Path, target: Path) -> Path:
+    """Unpack a model zip into `target` after checking every member; returns the model folder."""
+    with _open_zip(archive) as zf:
+        try:
+            zf.extractall(target)
+        except (zipfile.BadZipFile, zlib.error, EOFError) as err:  # a corrupt member (CRC, truncated data)
+            raise EfmlError(f"{archive}: a damaged zip file ({err})") from None
     folders = {p.parent for p in target.rglob("config.json")}
     if len(folders) != 1:
         raise EfmlError(f"{archive}: expected one model folder (with config.json) inside, found {len(folders)}")
     return folders.pop()
 
 
-def convert_efml(source: str | Path, output: str | Path, *, meta: dict[str, Any] | None = None) -> Path:
+def convert_efml(
+    source: str | Path, output: str | Path, *, meta: dict[str, Any] | None = None, work_dir: str | Path | None = None
+) -> Path:
     """A released ELMoForManyLangs model folder or .zip -> an ordinary model directory at `output`.
 
     meta: extra entries for meta.json (the catalog entry's `meta()`: name, language, URL, licence).
+    work_dir: where a zip is unpacked for the conversion (default: the system's temporary folder).
     Without it, a source named as its NLPL download (`142.zip`, or a folder `142`) gets its
     catalog entry's. Raises EfmlError (a ValueError) with a one-line message on bad input.
     """
@@ -378,7 +400,7 @@ def convert_efml(source: str | Path, output: str | Path, *, meta: dict[str, Any]
         meta = by_id[stem].meta() if stem in by_id else {}
     info.update(meta)
     if source.is_file():
-        with tempfile.TemporaryDirectory(prefix="efml-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="efml-", dir=work_dir) as tmp:
             bilm = load_efml(safe_extract(source, Path(tmp)))
     elif source.is_dir():
         bilm = load_efml(source)

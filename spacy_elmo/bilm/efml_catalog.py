@@ -3,6 +3,9 @@
     entry = efml_entry("efml:de")      # or "de"
     entry.url                          # the NLPL zip; after downloading and unpacking it:
     convert_efml(zip_or_folder, out_dir, meta=entry.meta())
+
+The model catalog (spacy_elmo/hub) lists these same entries as its `efml` family, read from this
+file: `spacy-elmo download efml:de` fetches, converts and caches one in a step.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ CacheDirOpt = typer.Option(None, "--cache-dir", help=f"Model cache folder (defau
 
 @app.command("download", short_help="Download a published ELMo model into the cache.")
 def download_cli(
-    name: str = typer.Argument(..., help="A model name from `spacy-elmo models`, e.g. allennlp:original."),
+    name: str = typer.Argument(..., help="A model name from `spacy-elmo models`, e.g. allennlp:original or efml:de."),
     cache_dir: Optional[Path] = CacheDirOpt,
     force: bool = typer.Option(False, "--force", help="Download again even if the model is cached."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
@@ -33,11 +33,21 @@ def download_cli(
     except HubError as err:
         msg.fail(str(err), exits=1)
     msg.good(f"{name} is in {directory}")
+    lang = _meta_lang(directory)
     print(
-        f"Use it: nlp.add_pipe('elmo', config={{'model': '{name}'}})\n"
+        f"Use it: {f'nlp = spacy.blank({lang!r}); ' if lang else ''}nlp.add_pipe('elmo', config={{'model': '{name}'}})\n"
         f"Offline machines: copy {directory} to <their cache>/models/{directory.parent.name}/{directory.name} "
         f"(their cache: `spacy-elmo models` prints it), or pass the folder's path as the model."
     )
+
+
+def _meta_lang(directory: Path) -> str | None:
+    """The spacy.blank() code a converted model's meta.json records (ELMoForManyLangs), if any."""
+    try:
+        lang = json.loads((directory / "meta.json").read_text(encoding="utf-8")).get("lang")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return lang if isinstance(lang, str) else None
 
 
 @app.command("models", short_help="List the published models and which are cached.")
@@ -45,7 +55,8 @@ def models_cli(
     cache_dir: Optional[Path] = CacheDirOpt,
     as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
 ) -> None:
-    """List the published models that `spacy-elmo download` knows, and which are cached here."""
+    """List the published models that `spacy-elmo download` knows (AllenNLP's, and ELMoForManyLangs'
+    44 languages as efml:<code>), and which are cached here."""
     try:
         catalog = load_catalog()
     except HubError as err:
@@ -58,6 +69,8 @@ def models_cli(
             "name": name,
             "title": entry.title,
             "language": entry.language,
+            "spacy_lang": entry.spacy_lang or entry.language,
+            "format": entry.family.format,
             "parameters": entry.parameters,
             "corpus": entry.corpus,
             "cached": str(found) if found else None,
@@ -68,9 +81,9 @@ def models_cli(
     msg.divider("Published ELMo models")
     msg.table(
         [
-            (m["name"], m["language"], f"{m['parameters'] / 1e6:.1f}M" if m["parameters"] else "?", textwrap.shorten(m["corpus"], 44, placeholder=" ..."), "yes" if m["cached"] else "")
+            (m["name"], m["language"], f"{m['parameters'] / 1e6:.1f}M" if m["parameters"] else "?", textwrap.shorten(m["title"], 44, placeholder=" ..."), "yes" if m["cached"] else "")
             for m in listing
         ],
-        header=("name", "lang", "params", "corpus", "cached"),
+        header=("name", "lang", "params", "model", "cached"),
     )
     print(f"Cache: {home}   (set {HOME_ENV} or --cache-dir to change; details and sources: docs/models.md)")

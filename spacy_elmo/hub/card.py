@@ -28,5 +28,6 @@ def model_card(entry: CatalogEntry, meta: dict[str, Any]) -> str:
     if meta["sources"]:
         lines += ["", "## Sources", ""]
         lines += [f"- {text}" for text in meta["sources"].values()]
-    lines += ["", f"Use it with `nlp.add_pipe(\"elmo\", config={{\"model\": \"{entry.name}\"}})`.", ""]
+    pipeline = f" in a `spacy.blank(\"{meta['lang']}\")` pipeline" if meta.get("lang") else ""
+    lines += ["", f"Use it with `nlp.add_pipe(\"elmo\", config={{\"model\": \"{entry.name}\"}})`{pipeline}.", ""]
     return "\n".join(lines)

@@ -1,9 +1,11 @@
 """The catalog of published models: data in catalog.json, read into small typed records.
 
 A name is "family:variant" (e.g. "allennlp:original"). A family says how its files become a model
-directory (`format`: "bilm-hdf5" = an options JSON + an HDF5 weight file used as they are; a
-family whose models come as an archive names another format, handled by its own builder in
-hub/install.py). Extra catalogs (a mirror, or the test server) are JSON files of the same layout
+directory (`format`: "bilm-hdf5" = an options JSON + an HDF5 weight file used as they are;
+"efml-zip" = an ELMoForManyLangs zip, converted; each format has its builder in hub/install.py).
+The "efml" family's 44 models are not listed in catalog.json: they are made at load time from
+spacy_elmo/bilm/efml_catalog.tsv, their one source (the family's "corpus" and "sources" apply to
+each). Extra catalogs (a mirror, or the test server) are JSON files of the same layout
 listed in SPACY_ELMO_CATALOG (separated by os.pathsep); their entries add to or replace the shipped
 ones.
 """
@@ -59,6 +61,7 @@ class CatalogEntry:
     licence_note: str | None = None
     sources: tuple[str, ...] = ()  # keys into Catalog.sources
     note: str | None = None
+    spacy_lang: str | None = None  # the code for spacy.blank() when it is not `language` ("xx": none)
 
     @property
     def folder(self) -> Path:
@@ -76,8 +79,10 @@ class Catalog:
     def get(self, name: str) -> CatalogEntry:
         entry = self.models.get(name)
         if entry is None:
+            family = name.split(":", 1)[0] if self.is_name(name) else ""  # list that family's names only
+            known = sorted(n for n in self.models if n.startswith(f"{family}:" if family else ""))
             raise UnknownModelError(
-                f"unknown model name '{name}'. Known names: {', '.join(sorted(self.models))} "
+                f"unknown model name '{name}'. Known {family + ' ' if family else ''}names: {', '.join(known)} "
                 f"(spacy-elmo models lists them)"
             )
         return entry
@@ -133,21 +138,49 @@ def _parse(data: Any, where: str) -> Catalog:
             licence_note=m.get("licence_note"),
             sources=tuple(m.get("sources", ())),
             note=m.get("note"),
+            spacy_lang=m.get("spacy_lang"),
         )
     return Catalog(families, models, dict(data.get("sources", {})))
 
 
-def _read(path: Path) -> Catalog:
+def _read_json(path: Path) -> Any:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
         raise CatalogError(f"{path}: cannot read the model catalog ({err})") from None
-    return _parse(data, str(path))
+
+
+def _read(path: Path) -> Catalog:
+    return _parse(_read_json(path), str(path))
+
+
+def efml_models(family: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The ELMoForManyLangs models in catalog.json's layout, from efml_catalog.tsv."""
+    from ..bilm.efml_catalog import efml_catalog  # on use: reading the catalog needs no model code
+
+    return {
+        e.name: {
+            "title": f"ELMoForManyLangs {e.language}",
+            "language": e.code,
+            "spacy_lang": e.spacy_lang,
+            "corpus": family.get("corpus", "not stated"),
+            "licence": None if e.licence == "not stated" else e.licence,
+            "licence_note": "not stated by the publisher; see the model's entry in the NLPL repository",
+            "files": {"archive": {"url": e.url, "size": None, "sha256": None}},
+            "sources": family.get("sources", []),
+            "note": f"{e.language} model {e.nlpl_id} of the NLPL vectors repository, converted on download; "
+            f"use it in a spacy.blank(\"{e.spacy_lang}\") pipeline. Size and checksum are not published.",
+        }
+        for e in efml_catalog().values()
+    }
 
 
 @lru_cache(maxsize=8)
 def _load(extra: str) -> Catalog:
-    catalog = _read(CATALOG_PATH)
+    data = _read_json(CATALOG_PATH)
+    if isinstance(data, dict) and isinstance(data.get("families", {}).get("efml"), dict):
+        data["models"] = {**data.get("models", {}), **efml_models(data["families"]["efml"])}
+    catalog = _parse(data, str(CATALOG_PATH))
     for item in filter(None, extra.split(os.pathsep)):
         more = _read(Path(item))
         catalog = Catalog(

@@ -130,7 +130,7 @@ def _fetch_once(session, url, part, state, state_file, size, max_size, label: st
         limit = size or max_size
         if total is not None and total > limit:
             raise VerificationError(f"{url}: the server announces {total:,} bytes, more than the {limit:,} allowed for this file")
-        _check_free_space(part.parent, (total or 0) - have)
+        check_free_space(part.parent, (total or 0) - have)
         state = {"url": url, "etag": response.headers.get("ETag"), "total": total}
         _write_state(state_file, state)
         bar = tqdm(total=total, initial=have, unit="B", unit_scale=True, unit_divisor=1024, desc=label, disable=label is None)
@@ -198,7 +198,7 @@ def _announced_total(response: requests.Response) -> int | None:
     return int(length) if length and length.isdigit() else None
 
 
-def _check_free_space(folder: Path, needed: int) -> None:
+def check_free_space(folder: Path, needed: int) -> None:
     free = shutil.disk_usage(folder).free
     if needed > free:
         raise CacheError(

@@ -3,11 +3,13 @@
 One process at a time per model (a file lock; a second one waits, then finds the model there).
 The directory is assembled in a staging folder beside its final place and appears in one rename,
 so nothing half-written is ever used. How files become a directory depends on the family's
-format: BUILDERS maps a format to its builder (an archive format with a converter adds one).
+format: BUILDERS maps a format to its builder ("bilm-hdf5": the files as they are; "efml-zip": an
+ELMoForManyLangs zip, converted by spacy_elmo.bilm.efml).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import shutil
@@ -28,12 +30,15 @@ from ..bilm.weights import META_NAME, OPTIONS_NAME, WEIGHTS_NAME, WeightFileErro
 from .card import model_card
 from .catalog import CatalogEntry, load_catalog
 from .errors import CacheError, HubError, VerificationError
-from .fetch import Fetched, fetch
+from .fetch import Fetched, check_free_space, fetch
 from .home import cache_error, cache_home, cached_model_dir, download_dir, ensure_writable, hashes_path, lock_path, model_dir
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 OPTIONS_MAX_BYTES = 1 << 20
 WEIGHTS_MAX_BYTES = 4 << 30  # when the parameter count is unknown: larger than any published ELMo
+ARCHIVE_NAME = "model.zip"
+ARCHIVE_MAX_BYTES = 2 << 30  # an ELMoForManyLangs zip is a few hundred MB
+CONVERTED_NAME = "converted"
 PUBLISHED = "published"
 RECORDED = "recorded at first download"
 
@@ -147,6 +152,44 @@ def _weights_cap(entry: CatalogEntry) -> int:
     return 4 * entry.parameters + (16 << 20)  # float32 values + generous room for HDF5's own structures
 
 
+# ---- ELMoForManyLangs: one zip per language, converted into an ordinary model directory -----------
+
+
+def build_efml_zip(entry: CatalogEntry, home: Path, fetch_options: dict[str, Any]) -> Path:
+    from ..bilm.efml import EfmlError, convert_efml, unpacked_size
+
+    fetched = fetch_files(entry, home, [("archive", ARCHIVE_NAME, ARCHIVE_MAX_BYTES)], fetch_options)
+    folder = download_dir(entry, home)
+    converted = folder / CONVERTED_NAME
+    shutil.rmtree(converted, ignore_errors=True)  # left by a killed run (we hold the lock)
+    if fetch_options.get("progress"):
+        print(f"Converting {entry.name} (ELMoForManyLangs) into a model directory", file=sys.stderr, flush=True)
+    try:
+        # The zip is unpacked beside it (its members checked first), then converted: room for both.
+        check_free_space(folder, 2 * unpacked_size(folder / ARCHIVE_NAME))
+        convert_efml(folder / ARCHIVE_NAME, converted, meta=efml_meta(entry), work_dir=folder)
+        options = ElmoOptions.from_file(converted / OPTIONS_NAME)
+    except (EfmlError, OptionsError) as err:
+        shutil.rmtree(folder, ignore_errors=True)  # a bad zip: the next try downloads afresh
+        raise VerificationError(f"{entry.name}: the downloaded zip is not a usable ELMoForManyLangs model: {err}") from None
+    converter_meta = json.loads((converted / META_NAME).read_text(encoding="utf-8"))
+    model_files = {path.name: path for path in converted.iterdir() if path.name != META_NAME}
+    return finish_install(entry, home, fetched, model_files, parameters=count_parameters(options), extra_meta=converter_meta)
+
+
+def efml_meta(entry: CatalogEntry) -> dict[str, Any]:
+    """What the converter writes into meta.json (language, `lang` for spacy.blank(), source URL,
+    licence): the efml catalog's entry, with the URL actually downloaded (a mirror's)."""
+    from ..bilm.efml_catalog import EfmlEntry, efml_catalog
+
+    url = entry.files["archive"].url
+    known = efml_catalog().get(entry.name)
+    if known is None:  # a model that only an extra catalog lists
+        lang = entry.spacy_lang or entry.language
+        known = EfmlEntry(entry.name, entry.folder.name, entry.language, "", url, lang, entry.licence or "not stated")
+    return dataclasses.replace(known, url=url).meta()
+
+
 # ---- shared by every format -----------------------------------------------------------------------
 
 FetchedFile = tuple[str, Fetched, str]  # (catalog role, the file, where the sha256 it matched came from)
@@ -176,12 +219,18 @@ def fetch_files(
 
 
 def finish_install(
-    entry: CatalogEntry, home: Path, fetched: dict[str, FetchedFile], model_files: dict[str, Path], parameters: int
+    entry: CatalogEntry,
+    home: Path,
+    fetched: dict[str, FetchedFile],
+    model_files: dict[str, Path],
+    parameters: int,
+    extra_meta: dict[str, Any] | None = None,
 ) -> Path:
     """Record the checksums, then move `model_files` (name in the directory -> file) and meta.json +
-    MODEL_CARD.md into the model's directory in one rename; clear the downloads folder."""
+    MODEL_CARD.md into the model's directory in one rename; clear the downloads folder.
+    extra_meta: a converter's meta.json entries, added to (and overriding) the catalog's."""
     _record_hashes(home, {entry.files[role].url: got.sha256 for role, got, _ in fetched.values()})
-    directory = _install(entry, home, model_files, _meta(entry, parameters, fetched))
+    directory = _install(entry, home, model_files, {**_meta(entry, parameters, fetched), **(extra_meta or {})})
     shutil.rmtree(download_dir(entry, home), ignore_errors=True)
     return directory
 
@@ -262,6 +311,6 @@ def _record_hashes(home: Path, hashes: dict[str, str]) -> None:
             tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
-# format -> builder(entry, home, fetch_options) -> model directory. An archive format (a zip plus a
-# converter, e.g. ELMoForManyLangs) adds its builder here: fetch_files, convert, finish_install.
-BUILDERS: dict[str, Builder] = {"bilm-hdf5": build_bilm_hdf5}
+# format -> builder(entry, home, fetch_options) -> model directory: fetch_files, check or convert,
+# finish_install.
+BUILDERS: dict[str, Builder] = {"bilm-hdf5": build_bilm_hdf5, "efml-zip": build_efml_zip}
