@@ -332,3 +332,27 @@ def test_the_catalog_lists_the_44_models_by_language_code(shared_dir):
     if source.is_file():
         listed = [line.split("\t") for line in source.read_text(encoding="utf-8").splitlines()[1:]]
         assert sorted((e.language, e.url) for e in catalog.values()) == sorted((lang, url) for lang, url in listed)
+
+
+def test_spacy_package_carries_the_vocabularies(converted, sentences, tmp_path):
+    """`spacy package` of a pipeline on a converted model: the package holds chars.json and
+    words.json beside the weights, and the installed copy gives the same vectors."""
+    import subprocess
+    import sys
+
+    nlp = spacy.blank("xx")
+    nlp.add_pipe("elmo", config={"model": str(converted)})
+    text = " ".join(sentences[0])
+    before = nlp(text)._.elmo
+    nlp.to_disk(tmp_path / "pipeline")
+    (tmp_path / "packages").mkdir()
+    result = subprocess.run(
+        [sys.executable, "-m", "spacy", "package", str(tmp_path / "pipeline"), str(tmp_path / "packages"),
+         "--name", "efml_test", "--version", "0.0.1", "--build", "none"],
+        capture_output=True, text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    packaged = tmp_path / "packages" / "xx_efml_test-0.0.1" / "xx_efml_test" / "xx_efml_test-0.0.1"
+    assert {"chars.json", "words.json", "options.json", "weights.hdf5"} <= {p.name for p in (packaged / "elmo" / "model").iterdir()}
+    after = spacy.load(packaged)(text)._.elmo
+    np.testing.assert_array_equal(after, before)
