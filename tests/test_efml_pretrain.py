@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -116,3 +117,16 @@ def test_resume_of_a_finetuned_converted_model_is_exact(tmp_path, converted, tex
     finetune(tmp_path, converted, text, "reference", training__max_steps=10, **common)
     resumed, reference = assert_same_run(tmp_path / "resumed", tmp_path / "reference", 10)
     assert resumed["ranks"][0]["data"] == reference["ranks"][0]["data"]
+
+
+def test_leg_resume_needs_neither_the_checkpoint_nor_the_converted_folder(tmp_path, converted, text):
+    """A fresh machine with only model/ and leg_state.pt: the architecture and vocabularies come
+    from model/ (the converted folder is gone)."""
+    source = tmp_path / "efml-copy"
+    shutil.copytree(converted, source)
+    finetune(tmp_path, source, text, "legs", training__max_steps=4)
+    shutil.rmtree(tmp_path / "legs" / "checkpoints")
+    shutil.rmtree(source)
+    out = finetune(tmp_path, source, text, "legs", training__max_steps=7, resume=True)
+    assert json.loads((out / "meta.json").read_text())["steps"] == 7
+    assert load_bilm(model=out).token_ids.words == load_bilm(model=converted).token_ids.words
