@@ -532,7 +532,10 @@ class Trainer:
             save_leg_state(self._position(), self.leg_path)  # after model/: the pair always matches
             plot_curves(self.output / "metrics.jsonl", self.output / "curves.png")
             log(info, f"Training read {stats.summary()}")
-            log(info, f"Model written to {model_dir} (options.json + weights.hdf5: the AllenNLP format)")
+            files = self.options.vocabulary_files
+            layout = ("options.json + weights.hdf5: the AllenNLP format" if not files else
+                      f"options.json + weights.hdf5 + {' + '.join(files)}: the model's own vocabulary kept")
+            log(info, f"Model written to {model_dir} ({layout})")
             if self.best is not None:
                 log(info, f"Lowest held-out perplexity at step {self.best['step']:,} ({self.best['ppl']:.2f} on "
                           f"{self.best['sentences']:,} sentences): {self.best_dir}")
