@@ -33,7 +33,7 @@ from spacy_elmo.pretrain.checkpoint import load_checkpoint
 from spacy_elmo.pretrain.distributed import init_distributed, shutdown
 from spacy_elmo.pretrain.train import Trainer
 from tiny_pretrain import (  # noqa: F401 (corpus, dev_corpus, restore_torch_globals: fixtures)
-    corpus, dev_corpus, free_port, run_processes, restore_torch_globals, train, train_losses, write_config,
+    assert_same_run, corpus, dev_corpus, free_port, run_processes, restore_torch_globals, train, train_losses, write_config,
 )
 
 # cuBLAS reads this when it starts, before the first test here runs on the GPU: the deterministic
@@ -230,14 +230,8 @@ def test_resuming_on_the_device_is_exact(tmp_path, corpus, precision):
     train(config, tmp_path / "resumed", training__max_steps=6, **settings)
     train(config, tmp_path / "resumed", resume=True, training__max_steps=12, **settings)
     train(config, tmp_path / "reference", training__max_steps=12, **settings)
-    resumed = load_checkpoint(tmp_path / "resumed" / "checkpoints" / "last.pt")
-    reference = load_checkpoint(tmp_path / "reference" / "checkpoints" / "last.pt")
-    assert resumed["step"] == reference["step"] == 12
-    for part in ("model", "softmax"):
-        for name, value in reference[part].items():
-            assert torch.equal(resumed[part][name], value), f"{part}.{name}"
+    resumed, reference = assert_same_run(tmp_path / "resumed", tmp_path / "reference", 12)
     assert resumed["scaler"] == reference["scaler"]  # fp16's loss scale carries over
-    assert train_losses(tmp_path / "resumed") == train_losses(tmp_path / "reference")
 
 
 def _nccl_worker(rank: int, world_size: int, port: int, config_path: str, output: str) -> None:

@@ -18,6 +18,7 @@ import torch
 import torch.multiprocessing as mp
 
 from spacy_elmo.pretrain import load_config, pretrain
+from spacy_elmo.pretrain.checkpoint import load_checkpoint
 from spacy_elmo.pretrain.metrics import read_events
 
 TINY_CONFIG = """
@@ -97,6 +98,19 @@ def train(config_path: Path, output: Path, resume: bool = False, **overrides) ->
 
 def train_losses(output: Path) -> list[float]:
     return [e["loss"] for e in read_events(output / "metrics.jsonl") if e["event"] == "train"]
+
+
+def assert_same_run(resumed: Path, reference: Path, steps: int) -> tuple[dict, dict]:
+    """A resumed run and an uninterrupted one ended in the same place: step, weights, softmax and
+    training curve identical. Returns both final checkpoints for further checks."""
+    a = load_checkpoint(resumed / "checkpoints" / "last.pt")
+    b = load_checkpoint(reference / "checkpoints" / "last.pt")
+    assert a["step"] == b["step"] == steps
+    for part in ("model", "softmax"):
+        for name, value in b[part].items():
+            assert torch.equal(a[part][name], value), f"{part}.{name}"
+    assert train_losses(resumed) == train_losses(reference)
+    return a, b
 
 
 @pytest.fixture(scope="module")

@@ -15,16 +15,22 @@ context of a chunk's end is the next chunk, not yet read: `Batch.new_chunk` says
 Targets that are trivially predictable are ignored (-1): forward `<S>` (it always follows `</S>`)
 and backward `</S>` (it always follows `<S>`). What is left is, per sentence, w1 ... wn </S>
 forward and wn ... w1 <S> backward: the same predictions `evaluate` scores.
+
+Tokens become id rows as the model reads them: UTF-8 bytes (`token_to_char_ids`), or, for a model
+with its own char (and word) vocabulary, its `TokenIds` (`stream_encoder`), `<S>` and `</S>` being
+its sentence-marker rows.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
 from ..bilm import BOS_TOKEN, EOS_TOKEN, token_to_char_ids
+from ..bilm.vocab import TokenIds
 from .corpus import TextStream
 from .vocab import BOS_ID, EOS_ID, Vocab
 
@@ -33,18 +39,37 @@ IGNORE = -1
 
 @dataclass
 class Batch:
-    char_ids: torch.Tensor  # (2, batch, T, 50): [forward inputs, backward inputs]
+    char_ids: torch.Tensor  # (2, batch, T, ids_per_token): [forward inputs, backward inputs]
     targets: torch.Tensor  # (2, batch, T): next word ids per direction, IGNORE where not scored
     new_chunk: bool  # backward states must be reset before this batch
     n_words: int  # stream tokens this batch advances (batch * T)
 
 
-class CharIdCache:
-    """token -> (50,) char-id row, memoised (bounded: cleared when it grows past `max_size`)."""
+Encoder = Callable[[str], list[int]]
 
-    def __init__(self, max_size: int = 500_000):
+
+def stream_encoder(token_ids: TokenIds | None) -> Encoder:
+    """token -> id row for the pretraining stream: UTF-8 bytes, or the model's own vocabulary
+    (`<S>`/`</S>` are then its marker rows; unlisted chars and words get its unknown ids)."""
+    if token_ids is None or token_ids.chars is None:
+        return token_to_char_ids
+    markers = {BOS_TOKEN: token_ids.bos_row, EOS_TOKEN: token_ids.eos_row}
+
+    def encode(token: str) -> list[int]:
+        row = markers.get(token)
+        return list(row) if row is not None else token_ids.token_ids(token)
+
+    return encode
+
+
+class CharIdCache:
+    """token -> id row (50 char ids, + 1 word id with word vectors), memoised (bounded: cleared when
+    it grows past `max_size`)."""
+
+    def __init__(self, max_size: int = 500_000, encode: Encoder = token_to_char_ids):
         self.rows: dict[str, torch.Tensor] = {}
         self.max_size = max_size
+        self.encode = encode
 
     def __call__(self, tokens: list[str]) -> torch.Tensor:
         rows = self.rows
@@ -54,9 +79,9 @@ class CharIdCache:
         for t in tokens:
             row = rows.get(t)
             if row is None:
-                row = rows[t] = torch.tensor(token_to_char_ids(t), dtype=torch.long)
+                row = rows[t] = torch.tensor(self.encode(t), dtype=torch.long)
             out.append(row)
-        return torch.stack(out)  # (len(tokens), 50)
+        return torch.stack(out)  # (len(tokens), ids_per_token)
 
 
 class WindowBatcher:
@@ -67,7 +92,9 @@ class WindowBatcher:
         batch_size: int,
         unroll_steps: int,
         chunk_windows: int,
+        token_ids: TokenIds | None = None,
     ):
+        """token_ids: the model's own vocabulary (`BiLM.token_ids`); None or a byte model's: UTF-8 bytes."""
         if min(batch_size, unroll_steps, chunk_windows) < 1:
             raise ValueError("batch_size, unroll_steps and chunk_windows must be positive")
         self.stream, self.vocab = stream, vocab
@@ -75,7 +102,7 @@ class WindowBatcher:
         self.pending: list[deque[str]] = [deque() for _ in range(batch_size)]  # framed tokens not yet in a chunk
         self.chunks: list[list[str]] = [[] for _ in range(batch_size)]  # current chunk of each row
         self.window = chunk_windows  # next window of the chunks; == chunk_windows: refill first
-        self.char_ids = CharIdCache()
+        self.char_ids = CharIdCache(encode=stream_encoder(token_ids))
 
     @property
     def chunk_tokens(self) -> int:
@@ -136,7 +163,7 @@ class WindowBatcher:
                 targets.extend(seq[k * T + 1 : k * T + T + 1])
         self.window += 1
         B = self.batch_size
-        char_ids = self.char_ids(tokens).view(2, B, T, -1)  # (2, B, T, 50)
+        char_ids = self.char_ids(tokens).view(2, B, T, -1)  # (2, B, T, ids_per_token)
         target_ids = torch.tensor(self.vocab.encode(targets), dtype=torch.long).view(2, B, T)
         # Not scored: forward <S> (always follows </S>), backward </S> (always follows <S>).
         target_ids[0][target_ids[0] == BOS_ID] = IGNORE

@@ -16,7 +16,7 @@ from typing import Iterator, Sequence
 import torch
 from tqdm import tqdm
 
-from ..bilm import BiLM, batch_to_ids
+from ..bilm import BiLM
 from ..bilm.model import add_sentence_boundaries
 from .corpus import CorpusError, CorpusSettings, CorpusStats, TextStream
 from .metrics import perplexity
@@ -78,7 +78,8 @@ def sentence_batches(stream: TextStream, batch_tokens: int, max_sentences: int =
 @torch.no_grad()
 def score_batch(bilm: BiLM, softmax: SoftmaxHead, vocab: Vocab, sentences: Sequence[Sequence[str]], device: torch.device):
     """Sums of -log p and prediction counts, per direction, and the number of <UNK> words."""
-    char_ids, lengths = add_sentence_boundaries(batch_to_ids(sentences))  # (B, L, 50), (B,) with markers
+    # The model's own ids (UTF-8 bytes, or its char/word vocabulary), framed by its marker rows.
+    char_ids, lengths = add_sentence_boundaries(bilm.batch_to_ids(sentences), *bilm.marker_rows)  # (B, L, ids), (B,)
     B, L = lengths.shape[0], char_ids.shape[1]
     ids = torch.full((B, L), -1, dtype=torch.long)
     for i, sentence in enumerate(sentences):

@@ -3,6 +3,7 @@
     options.json          the architecture (AllenNLP / bilm-tf format)
     weights.hdf5          the biLM weights (AllenNLP / bilm-tf HDF5 layout)
     meta.json             how it was made: corpus, steps, perplexity, vocabulary size, ...
+    chars.json, words.json  a model's own char/word vocabulary, when options.json names them
     vocab.txt             the softmax vocabulary (bilm-tf convention)
     softmax.hdf5          the softmax (one dataset per parameter), for perplexity and more pretraining
 
@@ -81,12 +82,9 @@ class LanguageModel:
 
 def load_language_model(directory: str | Path, device: str | torch.device = "cpu") -> LanguageModel:
     directory = Path(directory)
+    # A model with its own char/word vocabulary (a converted ELMoForManyLangs model) comes with its
+    # TokenIds: the pretraining batches and the evaluation use them instead of UTF-8 bytes.
     bilm = load_bilm(model=directory, device=device)
-    if bilm.options.vocabulary_files:  # the pretraining batches are UTF-8 byte ids
-        raise WeightFileError(
-            f"{directory}: has its own char/word vocabulary (an ELMoForManyLangs model): it cannot be "
-            f"pretrained further here; use it as it is"
-        )
     meta = read_meta(directory)
     softmax = vocab = None
     if (directory / SOFTMAX_FILE).is_file() and (directory / VOCAB_NAME).is_file():

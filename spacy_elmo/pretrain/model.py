@@ -1,7 +1,7 @@
 """The training objective: forward and backward language models sharing the character encoder and
 the softmax (Peters et al. 2018, eq. 3).
 
-    char ids (2, B, T, 50)  --char encoder (shared)-->  (2, B, T, proj)
+    char ids (2, B, T, 50 [+1])  --char encoder (shared)-->  (2, B, T, proj)
         --BiLstmStack, one input per direction, carried state-->  top layer (2, B, T, proj)
         --softmax (shared)-->  -log p(next word) per position and direction
 
@@ -30,7 +30,7 @@ class BidirectionalLM(nn.Module):
     def forward(
         self, char_ids: torch.Tensor, targets: torch.Tensor, states: States | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, States]:
-        """char_ids (2, B, T, 50), targets (2, B, T) with IGNORE where not scored.
+        """char_ids (2, B, T, ids_per_token), targets (2, B, T) with IGNORE where not scored.
 
         Returns (loss, nll sums (2,), scored counts (2,), final LSTM states).
         """

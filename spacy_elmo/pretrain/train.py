@@ -39,6 +39,7 @@ from tqdm import tqdm
 from .. import __version__
 from ..bilm import BiLM, ElmoOptions
 from ..bilm.precision import native_bf16
+from ..bilm.vocab import TokenIds
 from .batches import WindowBatcher
 from .checkpoint import (
     CHECKPOINT_NAME, LEG_STATE_NAME, CheckpointError, get_rng_state, load_checkpoint, load_leg_state, save_checkpoint,
@@ -78,6 +79,28 @@ def pretrain(config: Config, output_dir: str | Path, resume: bool = False, progr
 def _same_shapes(a: torch.nn.Module, b: torch.nn.Module) -> bool:
     sa, sb = a.state_dict(), b.state_dict()
     return sa.keys() == sb.keys() and all(sa[k].shape == sb[k].shape for k in sa)
+
+
+def architecture_state(bilm: BiLM) -> dict[str, Any]:
+    """What a resume needs to rebuild the biLM whatever the config's [model] says (--init-from
+    takes the given model's architecture): its options and, for a model with its own char/word
+    vocabulary, those tables."""
+    token_ids = bilm.token_ids
+    return {
+        "options": bilm.options.to_dict(),
+        "chars": None if token_ids is None else token_ids.chars,
+        "words": None if token_ids is None else token_ids.words,
+    }
+
+
+def architecture_from_state(state: dict[str, Any]) -> tuple[ElmoOptions, TokenIds | None]:
+    try:
+        options = ElmoOptions.from_dict(state["options"], source="the checkpoint's options")
+        if not options.vocabulary_files:
+            return options, None
+        return options, TokenIds(options, state["chars"], state["words"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(f"the checkpoint's model architecture is unusable ({err})") from None
 
 
 # The step limit of a run that only max_minutes ends (a number, so that comparisons stay simple).
@@ -131,13 +154,18 @@ class Trainer:
 
         # ---- model, softmax, optimizer ---------------------------------------------------------
         torch.manual_seed(s.system.seed)
-        options = s.model
+        options, token_ids = s.model, None
         if init is not None:
             if init.bilm.options != options:
                 log(info, f"--init-from: using the architecture of {s.paths.init_from}, not the config's [model]")
-            options = init.bilm.options
+            options, token_ids = init.bilm.options, init.bilm.token_ids
+            if options.vocabulary_files:
+                log(info, f"--init-from: keeping {s.paths.init_from}'s own char/word vocabulary ("
+                          f"{', '.join(options.vocabulary_files)}); words not in it read as its unknown word")
+        elif checkpoint is not None and checkpoint.get("architecture") is not None:
+            options, token_ids = architecture_from_state(checkpoint["architecture"])
         self.options: ElmoOptions = options
-        bilm = BiLM(options, dropout=t.dropout)
+        bilm = BiLM(options, dropout=t.dropout, token_ids=token_ids)
         if init is not None:
             bilm.load_state_dict(init.bilm.state_dict())
         softmax = build_softmax(s.softmax, len(self.vocab), options.lstm.projection_dim)
@@ -153,7 +181,8 @@ class Trainer:
 
         # ---- data: this process's share of the corpus ---------------------------------------------
         stream = TextStream(self.files, self.tokenizer, s.corpus, rank=info.rank, world_size=info.world_size)
-        self.batcher = WindowBatcher(stream, self.vocab, t.batch_size, t.unroll_steps, t.chunk_windows)
+        self.batcher = WindowBatcher(stream, self.vocab, t.batch_size, t.unroll_steps, t.chunk_windows,
+                                     token_ids=bilm.token_ids)
         self.max_steps = self._max_steps()
         self.time_limit_reached = False
 
@@ -280,7 +309,8 @@ class Trainer:
                 f"{model_dir} is not the model {self.leg_path} was written with (it needs its softmax and "
                 f"step {state['step']:,}): restore both from the same commit"
             )
-        return {**state, "model": lm.bilm.state_dict(), "softmax": lm.softmax.state_dict(), "optimizer": None}
+        return {**state, "model": lm.bilm.state_dict(), "softmax": lm.softmax.state_dict(), "optimizer": None,
+                "architecture": architecture_state(lm.bilm)}
 
     def _restore(self, ckpt: dict) -> None:
         self.lm.bilm.load_state_dict(ckpt["model"])
@@ -336,6 +366,7 @@ class Trainer:
                     "optimizer": self.optimizer.state_dict(),
                     "scaler": self.scaler.state_dict(),
                     "warmup_start": self.warmup_start,
+                    "architecture": architecture_state(self.lm.bilm),
                 },
                 self.ckpt_path,
             )
@@ -501,7 +532,10 @@ class Trainer:
             save_leg_state(self._position(), self.leg_path)  # after model/: the pair always matches
             plot_curves(self.output / "metrics.jsonl", self.output / "curves.png")
             log(info, f"Training read {stats.summary()}")
-            log(info, f"Model written to {model_dir} (options.json + weights.hdf5: the AllenNLP format)")
+            files = self.options.vocabulary_files
+            layout = ("options.json + weights.hdf5: the AllenNLP format" if not files else
+                      f"options.json + weights.hdf5 + {' + '.join(files)}: the model's own vocabulary kept")
+            log(info, f"Model written to {model_dir} ({layout})")
             if self.best is not None:
                 log(info, f"Lowest held-out perplexity at step {self.best['step']:,} ({self.best['ppl']:.2f} on "
                           f"{self.best['sentences']:,} sentences): {self.best_dir}")
