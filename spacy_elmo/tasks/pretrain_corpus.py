@@ -91,23 +91,14 @@ def prepare_corpus(
     files, fallback = choose_source(sources, data_dir)
     split = _spacy_split() if tokenize else None
     output = Path(output)
-    n_lines = n_words = 0
-    words_per_file: dict[str, int] = {}  # the files that lines were written from
     source = _source_lines(files, member, split)
     lines: Iterable[tuple[str, str]] = source
     if shuffle_seed is not None:
         lines = list(source)
         random.Random(shuffle_seed).shuffle(lines)
     # closing(): a word budget that stops early closes the source file now, not at garbage collection
-    with closing(source), atomic_path(output) as tmp, open(tmp, "w", encoding="utf-8") as out:
-        for path, line in lines:
-            words = len(line.split())
-            if max_words and n_words + words > max_words and n_lines:
-                break
-            out.write(line + "\n")
-            n_lines += 1
-            n_words += words
-            words_per_file[path] = words_per_file.get(path, 0) + words
+    with closing(source):
+        n_lines, n_words, words_per_file = write_lines(lines, output, max_words)  # words per file written from
     meta = {
         "source": " + ".join(str(path) for path in files),
         "files": words_per_file,
@@ -121,6 +112,23 @@ def prepare_corpus(
     }
     write_json(meta_path(output), meta)
     return meta
+
+
+def write_lines(lines: Iterable[tuple[str, str]], output: Path, max_words: int = 0) -> tuple[int, int, dict[str, int]]:
+    """Write (origin, line) pairs' lines to `output` atomically, whole lines only, stopping before
+    the line that would pass `max_words` (0: all). Returns (lines, words, words per origin)."""
+    n_lines = n_words = 0
+    words_per_origin: dict[str, int] = {}
+    with atomic_path(output) as tmp, open(tmp, "w", encoding="utf-8") as out:
+        for origin, line in lines:
+            words = len(line.split())
+            if max_words and n_words + words > max_words and n_lines:
+                break
+            out.write(line + "\n")
+            n_lines += 1
+            n_words += words
+            words_per_origin[origin] = words_per_origin.get(origin, 0) + words
+    return n_lines, n_words, words_per_origin
 
 
 def _source_lines(files: Sequence[Path], member: str, split) -> Iterator[tuple[str, str]]:

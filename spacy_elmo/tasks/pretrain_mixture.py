@@ -29,10 +29,9 @@ from typing import Iterable, Iterator, Sequence
 from thinc.api import Config
 from tqdm import tqdm
 
-from ..atomic import atomic_path
 from ._io import write_json
 from .ner import read_conll
-from .pretrain_corpus import _open_text, clean_lines, meta_path
+from .pretrain_corpus import _open_text, clean_lines, meta_path, write_lines
 
 # Runs of letters and digits: "well @-@ known" (WikiText), "well-known" and "well - known" all give
 # the same words, so the check does not depend on how each text was tokenized.
@@ -226,24 +225,14 @@ def prepare_mixture(
 
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    n_lines = n_words = 0
-    written: dict[str, int] = {s.name: 0 for s in mixture.sources}
-    with atomic_path(output) as tmp, open(tmp, "w", encoding="utf-8") as out:
-        for name, line in mixed:
-            count = len(line.split())
-            if max_words and n_words + count > max_words and n_lines:
-                break
-            out.write(line + "\n")
-            n_lines += 1
-            n_words += count
-            written[name] += count
-    for name, count in written.items():
-        per_source[name]["words_written"] = count
+    n_lines, n_words, written = write_lines(mixed, output, max_words)
+    for name in per_source:
+        per_source[name]["words_written"] = written.get(name, 0)
     meta = {
         "kind": "mixture",
         "source": " + ".join(f"{s.name} x{s.weight:g}" for s in mixture.sources),
         "sources": per_source,
-        "files": {name: count for name, count in written.items()},
+        "files": {name: stats["words_written"] for name, stats in per_source.items()},
         "seed": mixture.seed,
         "dedup": mixture.dedup,
         "exclude": None if mixture.exclude is None else {
