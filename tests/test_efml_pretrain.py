@@ -120,7 +120,7 @@ def test_resume_of_a_finetuned_converted_model_is_exact(tmp_path, converted, tex
 
 
 def test_leg_resume_needs_neither_the_checkpoint_nor_the_converted_folder(tmp_path, converted, text):
-    """A fresh machine with only model/ and leg_state.pt: the architecture and vocabularies come
+    """A fresh machine with only model/ and leg_state.json: the architecture and vocabularies come
     from model/ (the converted folder is gone)."""
     source = tmp_path / "efml-copy"
     shutil.copytree(converted, source)

@@ -269,15 +269,16 @@ def test_max_minutes_ends_the_run_where_it_logs_and_a_resume_goes_on(tmp_path, c
 
 
 def test_a_leg_continues_on_a_fresh_machine_from_model_and_leg_state(tmp_path, corpus):
-    """What a long run commits after each leg (model/ with its softmax + leg_state.pt, no
-    checkpoints/) is enough for the next leg: same step count, data position, RNG and curves;
-    only the optimizer's moments start over, under a learning-rate ramp."""
+    """What a long run commits after each leg (model/ with its softmax + leg_state.json, no
+    checkpoints/) is enough for the next leg: same step count, data position and curves; the
+    optimizer's moments (under a learning-rate ramp), RNG streams and carried LSTM states start over."""
     config = write_config(tmp_path, corpus)
     out, reference = tmp_path / "legs", tmp_path / "reference"
     common = {"softmax__type": "sampled", "training__restart_warmup_steps": 4}
     train(config, out, training__max_steps=0, training__max_minutes=1e-5, training__log_every=5, **common)
-    leg = torch.load(out / "leg_state.pt", weights_only=True)
+    leg = json.loads((out / "leg_state.json").read_text())  # plain data, no tensors
     assert leg["step"] == 5 and not {"model", "softmax", "optimizer"} & set(leg)
+    assert all(set(rank) == {"data"} for rank in leg["ranks"])
     shutil.rmtree(out / "checkpoints")  # a fresh machine: only the committed files
     with pytest.raises(CheckpointError, match="already holds"):
         train(config, out, training__max_steps=12, **common)
@@ -296,7 +297,7 @@ def test_a_leg_continues_on_a_fresh_machine_from_model_and_leg_state(tmp_path, c
     assert json.loads((reference / "model" / "meta.json").read_text())["optimizer_resets"] == []
     # A model/ that is not the one the leg state was written with is refused.
     shutil.rmtree(out / "checkpoints")
-    torch.save({**torch.load(out / "leg_state.pt", weights_only=True), "step": 11}, out / "leg_state.pt")
+    (out / "leg_state.json").write_text(json.dumps({**json.loads((out / "leg_state.json").read_text()), "step": 11}))
     with pytest.raises(CheckpointError, match="not the model"):
         train(config, out, resume=True, training__max_steps=20, **common)
 

@@ -53,7 +53,7 @@ def pretrain_cli(
     leg: bool = typer.Option(
         False, "--leg",
         help="Run one leg of a long run: --resume when OUTPUT holds a checkpoint or a leg state (model/ + "
-             "leg_state.pt, as committed after the last leg), otherwise start. End each leg with --training.max_minutes.",
+             "leg_state.json, as committed after the last leg), otherwise start. End each leg with --training.max_minutes.",
     ),
     init_from: Optional[Path] = typer.Option(
         None, "--init-from",

@@ -12,6 +12,7 @@ every process's RNG states, corpus position, unconsumed tokens and carried LSTM 
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 from typing import Any
@@ -22,11 +23,12 @@ from ..atomic import atomic_path, remove_stale_temporaries
 
 FORMAT = "spacy-elmo-pretrain-checkpoint/1"
 CHECKPOINT_NAME = "last.pt"
-# A leg state: everything of a checkpoint but the weights (they are in model/, with the softmax) and
-# the optimizer's moments (three times the weights' size). Small enough to commit after each leg of
-# a long run, so the next leg continues on another machine; see `Trainer` (train.py).
-LEG_FORMAT = "spacy-elmo-pretrain-leg/1"
-LEG_STATE_NAME = "leg_state.pt"
+# A leg state: where the run is (step, words, data position, config and corpus fingerprints), as
+# plain JSON beside model/. No tensors: not the weights (model/ has them, with the softmax), not the
+# optimizer's moments, RNG or carried LSTM states. Small data, not a checkpoint, so it can be
+# committed after each leg of a long run and the next leg continues on another machine.
+LEG_FORMAT = "spacy-elmo-pretrain-leg/2"
+LEG_STATE_NAME = "leg_state.json"
 
 
 class CheckpointError(ValueError):
@@ -42,11 +44,19 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 
 
 def save_leg_state(state: dict[str, Any], path: str | Path) -> None:
-    _save(state, path, LEG_FORMAT, "leg state")
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps({"format": LEG_FORMAT, **state}, indent=1) + "\n", encoding="utf-8")
 
 
 def load_leg_state(path: str | Path) -> dict[str, Any]:
-    return _load(path, LEG_FORMAT, "leg state")
+    path = Path(path)
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise CheckpointError(f"{path}: unreadable leg state ({err})") from None
+    if not isinstance(state, dict) or state.get("format") != LEG_FORMAT:
+        raise CheckpointError(f"{path}: not a spacy-elmo pretraining leg state")
+    return state
 
 
 def _save(state: dict[str, Any], path: str | Path, fmt: str, what: str) -> None:

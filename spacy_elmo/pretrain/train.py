@@ -9,16 +9,17 @@ Output folder:
     vocab.txt             the softmax vocabulary
     corpus_stats.json     what the vocabulary pass found in the corpus (bad lines, tokens, ...)
     checkpoints/last.pt   everything needed to resume exactly (every checkpoint_every steps, at the end)
-    leg_state.pt          at the end: what model/ needs to be resumed on another machine (see below)
+    leg_state.json        at the end: where the run is, for resuming model/ on another machine (see below)
     metrics.jsonl         training curves as data;  curves.png  the same as a plot
     model/                the trained model directory (see export.py)
     model-best/           with eval_every > 0: the evaluated model of lowest held-out perplexity
 
 Long runs go in legs (training.max_minutes). `--resume` continues from checkpoints/last.pt exactly;
 where that is gone (a fresh machine, with only what was committed: config.cfg, vocab.txt,
-corpus_stats.json, metrics.jsonl, model/ and leg_state.pt) it continues from model/ (weights and
-softmax) and leg_state.pt (step, data position, RNG and carried LSTM states). Only the optimizer's
-moments are lost, so the learning rate ramps up again over training.restart_warmup_steps.
+corpus_stats.json, metrics.jsonl, model/ and leg_state.json) it continues from model/ (weights and
+softmax) at leg_state.json's step and data position. Lost there: the optimizer's moments (the
+learning rate ramps up again over training.restart_warmup_steps), the RNG streams (reseeded from the
+seed and the step) and the LSTM state carried across windows (zeros, as at every chunk start).
 """
 
 from __future__ import annotations
@@ -339,9 +340,12 @@ class Trainer:
         self.last_train = dict(ckpt.get("last_train") or {})
         mine = ckpt["ranks"][self.info.rank]
         self.batcher.load_state_dict(mine["data"])
-        if mine["lstm_states"] is not None:
+        if mine.get("lstm_states") is not None:
             self.states = [(h.to(self.device), c.to(self.device)) for h, c in mine["lstm_states"]]
-        set_rng_state(mine["rng"])
+        if "rng" in mine:
+            set_rng_state(mine["rng"])
+        else:  # a leg state: fresh streams, different from the first leg's
+            torch.manual_seed(self.settings.system.seed + 1000 * self.info.rank + self.step)
         log(self.info, f"Resumed at step {self.step:,}")
 
     def _read_best(self) -> dict | None:
@@ -378,6 +382,10 @@ class Trainer:
                 self.ckpt_path,
             )
         barrier(self.info)
+
+    def _leg_position(self) -> dict[str, Any]:
+        """The position as plain data: each process's data position only (no RNG, no LSTM states)."""
+        return {**self._position(), "ranks": [{"data": rank["data"]} for rank in self.ranks]}
 
     def _position(self) -> dict[str, Any]:
         """What a checkpoint and a leg state share: where the run is, and what it must match."""
@@ -536,7 +544,7 @@ class Trainer:
             if self.best is not None:
                 meta["best_step"] = self.best["step"]  # where model-best/ came from
             write_model_dir(self.lm.bilm, self.lm.softmax, self.vocab, model_dir, meta)
-            save_leg_state(self._position(), self.leg_path)  # after model/: the pair always matches
+            save_leg_state(self._leg_position(), self.leg_path)  # after model/: the pair always matches
             plot_curves(self.output / "metrics.jsonl", self.output / "curves.png")
             log(info, f"Training read {stats.summary()}")
             files = self.options.vocabulary_files
