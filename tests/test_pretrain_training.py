@@ -259,6 +259,14 @@ def test_max_minutes_ends_the_run_where_it_logs_and_a_resume_goes_on(tmp_path, c
     meta = json.loads((model_dir / "meta.json").read_text())
     assert (meta["steps"], meta["time_limit_reached"]) == (7, False)
     assert [e["step"] for e in read_events(out / "metrics.jsonl") if e["event"] == "train"] == [3, 6, 7]
+    # Each run (each leg) has its own time budget: a leg that follows long ones is not cut short.
+    checkpoint = load_checkpoint(out / "checkpoints" / "last.pt")
+    checkpoint["elapsed"] = 1e6  # earlier legs trained for ~11.6 days
+    save_checkpoint(checkpoint, out / "checkpoints" / "last.pt")
+    model_dir = train(config, out, resume=True, training__max_steps=12, training__max_minutes=10, training__log_every=3)
+    meta = json.loads((model_dir / "meta.json").read_text())
+    assert (meta["steps"], meta["time_limit_reached"]) == (12, False)
+    assert meta["training_seconds"] > 1e6  # the run's total training time still adds up all legs
     # The time limit alone ends a run too.
     unlimited = train(config, tmp_path / "c", training__max_steps=0, training__max_minutes=1e-5, training__log_every=2)
     assert json.loads((unlimited / "meta.json").read_text())["steps"] == 2

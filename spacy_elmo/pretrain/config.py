@@ -86,10 +86,11 @@ batch_size = 128
 unroll_steps = 20
 # Windows per chunk: the backward LM restarts its state every chunk_windows * unroll_steps tokens.
 chunk_windows = 10
-# Stop after max_steps steps, max_epochs passes over the corpus or max_minutes of training time,
-# whichever comes first (0 = no limit). The time limit is checked where the run logs (every
-# log_every steps), and the run ends there as if that were its last step: for a fixed budget, say
-# a GPU lent for an hour. It makes where a run stops depend on the machine's speed.
+# Stop after max_steps steps, max_epochs passes over the corpus or max_minutes of training time
+# in this run (each resumed leg gets its own), whichever comes first (0 = no limit). The time limit
+# is checked where the run logs (every log_every steps), and the run ends there as if that were
+# its last step: for a fixed budget, say a GPU lent for an hour. It makes where a run stops depend
+# on the machine's speed.
 max_steps = 0
 max_epochs = 10
 max_minutes = 0

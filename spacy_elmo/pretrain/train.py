@@ -455,6 +455,7 @@ class Trainer:
         window_n = torch.zeros(2, dtype=torch.float64)
         window_loss, window_steps, window_words = 0.0, 0, 0
         window_start = time.perf_counter()
+        run_elapsed = 0.0  # max_minutes counts this run only: each leg gets its own budget
         last_train = self.last_train
         total = None if self.max_steps == UNLIMITED_STEPS else self.max_steps
         bar = tqdm(total=total, initial=self.step, unit="step", disable=not self.progress, dynamic_ncols=True)
@@ -487,9 +488,11 @@ class Trainer:
             if self.step % t.log_every == 0 or self.step == self.max_steps:
                 now = time.perf_counter()
                 self.elapsed += now - window_start
-                loss_and_time = torch.tensor([window_loss, self.elapsed], dtype=torch.float64)
+                run_elapsed += now - window_start
+                loss_and_time = torch.tensor([window_loss, run_elapsed], dtype=torch.float64)
                 totals = all_reduce_sum(info, torch.cat([window_nll, window_n, loss_and_time]))
-                elapsed = float(totals[5]) / info.world_size  # the same on every process: they stop together
+                # This run's (this leg's) training time, the same on every process: they stop together.
+                run_minutes = float(totals[5]) / info.world_size / 60
                 nll = (totals[:2] / totals[2:4].clamp(min=1)).tolist()
                 mean_loss = float(totals[4]) / (window_steps * info.world_size)
                 fwd_ppl, bwd_ppl = perplexity(nll[0]), perplexity(nll[1])
@@ -513,7 +516,7 @@ class Trainer:
                 window_n.zero_()
                 window_loss, window_steps, window_words = 0.0, 0, 0
                 window_start = time.perf_counter()
-                if t.max_minutes and elapsed >= 60 * t.max_minutes and self.step < self.max_steps:
+                if t.max_minutes and run_minutes >= t.max_minutes and self.step < self.max_steps:
                     log(info, f"Stopping at step {self.step:,}: training.max_minutes = {t.max_minutes:g} reached")
                     self.max_steps = self.step  # this step is the last: checkpoint, evaluation and export follow
                     self.time_limit_reached = True
