@@ -10,6 +10,8 @@ one metrics JSON (every run's test figures and their mean/sd per arm and trainin
 spacy.MultiHashEmbed.v2 of the config gets include_static_vectors, --vectors is loaded).
 --train: a .spacy file (trained once per --seeds) or a subsets.json (each subset with its seed).
 A run whose test_scores.json exists is not trained again: rerun the step to continue.
+--jobs N trains N runs at once on the CPU (spaCy's training is mostly single-threaded), each in its
+own process with cores/N threads.
 """
 
 from pathlib import Path
@@ -34,6 +36,7 @@ def main(
     vectors: Optional[Path] = typer.Option(None, "--vectors", help="`spacy init vectors` output for +vectors arms."),
     task: str = typer.Option("", "--task", help="Name recorded in the JSON (e.g. sentiment)."),
     gpu_id: int = typer.Option(-1, "--gpu-id", help="-1 = CPU."),
+    jobs: int = typer.Option(1, "--jobs", help="Runs trained at once on the CPU, each with an equal share of the cores."),
 ) -> None:
     for path in (dev, test):
         if not path.is_file():
@@ -41,9 +44,15 @@ def main(
     try:
         arms = [Arm.parse(spec) for spec in arm]
         seed_list = [int(s) for s in seeds.split(",") if s.strip()]
+        if jobs < 1:
+            raise ValueError(f"--jobs must be at least 1, got {jobs}")
     except ValueError as err:
         raise typer.BadParameter(str(err)) from None
-    data = run_grid(arms, train, seed_list, runs, dev, test, max_steps, elmo_model=elmo_model, vectors=vectors, gpu_id=gpu_id)
+    if jobs > 1 and gpu_id >= 0:
+        typer.echo(f"--gpu-id {gpu_id}: training one run at a time on the GPU (--jobs {jobs} is for the CPU)")
+        jobs = 1
+    data = run_grid(arms, train, seed_list, runs, dev, test, max_steps, elmo_model=elmo_model, vectors=vectors,
+                    gpu_id=gpu_id, jobs=jobs)
     data = {"task": task, "train": str(train), "test": str(test), **data, "summary": summarize(data["runs"])}
     write_json(output, data)
     for name, points in data["summary"].items():

@@ -54,7 +54,7 @@ def test_demo_runs_the_same_steps(project):
     assert project["workflows"]["demo"] == ["demo-" + step for step in project["workflows"]["all"]]
     expected = [
         "corpus-pretrain", "pretrain", "evaluate-perplexity", "export", "corpus-ner", "finetune-bilm", "train-ner-baseline",
-        "train-ner-elmo", "evaluate-ner", "corpus-ner-curve", "train-ner-curve", "static-vectors", "train-ner-vectors",
+        "train-ner-elmo", "evaluate-ner", "train-ner-seeds", "corpus-ner-curve", "train-ner-curve", "static-vectors", "train-ner-vectors",
         "corpus-textcat", "train-textcat", "evaluate-stsb", "evaluate-wic", "evaluate-polysemy", "package", "report",
     ]
     assert project["workflows"]["all"] == expected
@@ -121,7 +121,7 @@ def test_evidence_runs_share_the_ner_budget_seed_and_biLM(project):
         def option(argv, name):
             return argv[argv.index(name) + 1]
 
-        for step in ("train-ner-curve", "train-ner-vectors"):
+        for step in ("train-ner-seeds", "train-ner-curve", "train-ner-vectors"):
             argv = shlex.split(names[prefix + step]["script"][0])
             assert option(argv, "--max-steps") == option(main, "--training.max_steps"), (prefix, step)
             assert option(argv, "--elmo-model") == option(main, "--paths.elmo_model"), (prefix, step)
@@ -130,6 +130,9 @@ def test_evidence_runs_share_the_ner_budget_seed_and_biLM(project):
         vectors = shlex.split(names[prefix + "train-ner-vectors"]["script"][0])
         assert option(vectors, "--seeds") == option(main, "--system.seed")
         assert option(vectors, "--train") == option(main, "--paths.train")
+        seeds = shlex.split(names[prefix + "train-ner-seeds"]["script"][0])
+        assert option(seeds, "--train") == option(main, "--paths.train")
+        assert option(main, "--system.seed") not in option(seeds, "--seeds").split(","), "the main pair is a seed of its own"
 
 
 def test_overriding_data_dir_moves_every_data_path():

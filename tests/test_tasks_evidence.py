@@ -172,6 +172,24 @@ def test_textcat_arms_train_a_few_steps_and_resume(tmp_path, tiny_model_dir, mon
     assert run_grid(*args, elmo_model=tiny_model_dir, vectors=vectors) == result
 
 
+@pytest.mark.slow
+def test_runs_trained_side_by_side_match_runs_trained_one_by_one(tmp_path):
+    """jobs=2 trains two runs at once in their own processes (one thread each): the same figures,
+    in the planned order, as one by one; each run's training log is in its folder."""
+    data = tmp_path / "topics"
+    split_labelled_tsv(write_bbc_news(tmp_path / "bbc.tsv", per_label=4), data, seed=0, dev=0.25, test=0.25)
+    arms = [Arm.parse(f"baseline={CONFIGS / 'textcat_baseline.cfg'}")]
+    args = (arms, data / "train.spacy", [0, 1], data / "dev.spacy", data / "test.spacy", 3)
+    one_by_one = run_grid(*args[:3], tmp_path / "serial", *args[3:])
+    side_by_side = run_grid(*args[:3], tmp_path / "parallel", *args[3:], jobs=2)
+    assert [r["seed"] for r in side_by_side["runs"]] == [0, 1]
+    assert [r["scores"] for r in side_by_side["runs"]] == [r["scores"] for r in one_by_one["runs"]]
+    for seed in (0, 1):
+        assert "textcat" in (tmp_path / "parallel" / "baseline" / f"f1_s{seed}" / "train.log").read_text()
+    with pytest.raises(ValueError, match="CPU only"):
+        run_grid(*args[:3], tmp_path / "gpu", *args[3:], gpu_id=0, jobs=2)
+
+
 # ---- static vectors ------------------------------------------------------------------------------
 
 
@@ -290,3 +308,31 @@ def test_a_finished_run_is_reused_only_with_the_same_settings(tmp_path):
     assert finished_scores(tmp_path, config, tmp_path / "test.spacy", {**settings, "training.max_steps": 200}) is None
     config.write_text("[x]\ny = 2\n")
     assert finished_scores(tmp_path, config, tmp_path / "test.spacy", settings) is None
+
+
+def test_ner_over_seeds_pairs_the_main_runs_with_the_grid_seeds(tmp_path):
+    """The five-seed NER rows: seed 0 from the main pair of runs, seeds 1.. from the grid; the
+    gain is ELMo minus baseline of the same seed; n/a until the grid has run."""
+    from spacy_elmo.tasks.report import ReportInputs, make_report
+
+    main = {}
+    for arm, f in (("baseline", 0.80), ("elmo", 0.83)):
+        main[arm] = tmp_path / f"ner_{arm}.json"
+        main[arm].write_text(json.dumps({"overall": {"f": f, "p": f, "r": f}}))
+    runs = [{"arm": arm, "fraction": 1.0, "seed": seed, "train_docs": None, "scores": {"f": f}}
+            for seed, (b, e) in {1: (0.81, 0.82), 2: (0.79, 0.84)}.items() for arm, f in (("baseline", b), ("elmo", e))]
+    runs.append({"arm": "elmo", "fraction": 1.0, "seed": 3, "train_docs": None, "scores": {"f": 0.99}})  # no pair
+    seeds = tmp_path / "seeds.json"
+    seeds.write_text(json.dumps({"runs": runs, "summary": summarize(runs)}))
+
+    def seed_rows(**inputs):
+        report = make_report(ReportInputs(ner_baseline=main["baseline"], ner_elmo=main["elmo"], **inputs), tmp_path / "r")
+        return {r["metric"]: r["cells"] for r in report["table"] if "seed" in r["metric"] and r["task"].startswith("NER (")}
+
+    rows = seed_rows(ner_seeds=seeds)
+    over = "mean ± sd of 3 seeds (0, 1, 2)"
+    assert rows[f"F1 overall, {over}"] == {"Baseline": "80.00 ± 1.00", "+ELMo (mix)": "83.00 ± 1.00"}
+    # gains 3, 1, 5 points: mean 3, sd 2
+    assert rows[f"F1 gain of ELMo (same seed), {over}"] == {"Baseline": "", "+ELMo (mix)": "+3.00 ± 2.00"}
+    assert seed_rows(ner_seeds=tmp_path / "missing.json") == {
+        "F1 overall, mean ± sd over seeds": {"Baseline": "n/a", "+ELMo (mix)": "n/a"}}

@@ -1,9 +1,9 @@
-"""The report's evidence beyond the main NER runs (issue 22): text classification with and without
-ELMo, the NER learning curve, and the static-vector arms (floret vectors from the biLM's own
-pretraining text). Inputs are the metrics JSON files of scripts/train_grid.py; a missing file
+"""The report's evidence beyond the main NER runs: NER over more seeds (the mean gain of ELMo),
+text classification with and without ELMo, the NER learning curve, and the static-vector arms
+(floret vectors from the biLM's own pretraining text). Inputs are the metrics JSON files of scripts/train_grid.py; a missing file
 gives n/a cells, never a figure.
 
-    collect_evidence({"sentiment": data, "topics": data, "ner_curve": data, "ner_vectors": data}, fig["ner"])
+    collect_evidence({"ner_seeds": data, "sentiment": data, "topics": data, "ner_curve": data, "ner_vectors": data}, fig["ner"])
     evidence_rows(fig["evidence"]) -> rows in the format of table.rows
 """
 
@@ -14,7 +14,7 @@ from typing import Any
 from .report import _num
 from .table import NA, _cell
 
-EVIDENCE_INPUTS = ("sentiment", "topics", "ner_curve", "ner_vectors")  # ReportInputs fields
+EVIDENCE_INPUTS = ("ner_seeds", "sentiment", "topics", "ner_curve", "ner_vectors")  # ReportInputs fields
 TEXTCAT = {"sentiment": "Sentiment (movie reviews)", "topics": "Topics (BBC News)"}
 ARMS = ("baseline", "elmo", "vectors", "elmo_vectors")  # baseline, +ELMo, +static vectors, +both
 WITH_VECTORS = "+ static vectors (floret, same text)"
@@ -50,12 +50,40 @@ def learning_curve(curve: dict | None, ner: dict) -> dict:
     return {"total_docs": total, "arms": arms}
 
 
-def collect_evidence(loaded: dict[str, Any], ner: dict) -> dict:
-    """Report data from the loaded metrics files (None where missing) and the main NER figures."""
+def ner_over_seeds(grid: dict | None, ner: dict, main_seed: int = 0) -> dict:
+    """NER test F1 of both arms per seed: the main pair of runs (train-ner-baseline/-elmo, seed
+    `main_seed`) plus the grid's runs on the whole training set with other seeds. Returns
+    {'seeds': [...], 'baseline': {seed: f}, 'elmo': {seed: f}, 'gain': {seed: f}, and per arm and
+    for the gain 'mean'/'sd' over the seeds where both arms ran} (sd: sample sd, None for one)."""
+    from statistics import mean, stdev
+
+    per_arm: dict[str, dict[int, float]] = {"baseline": {}, "elmo": {}}
+    for arm in per_arm:
+        main = _num(ner.get(arm, {}).get("overall", {}).get("f"))
+        if main is not None:
+            per_arm[arm][main_seed] = main
+    for run in (grid or {}).get("runs") or []:
+        f = _num((run.get("scores") or {}).get("f"))
+        if run.get("arm") in per_arm and run.get("fraction", 1.0) == 1.0 and f is not None:
+            per_arm[run["arm"]].setdefault(int(run["seed"]), f)  # the main run keeps its seed
+    seeds = sorted(set(per_arm["baseline"]) & set(per_arm["elmo"]))
+    out: dict[str, Any] = {"seeds": seeds, **{arm: dict(sorted(v.items())) for arm, v in per_arm.items()}}
+    out["gain"] = {s: per_arm["elmo"][s] - per_arm["baseline"][s] for s in seeds}
+    for name in ("baseline", "elmo", "gain"):
+        values = [out[name][s] for s in seeds]
+        out[f"{name}_mean"] = mean(values) if values else None
+        out[f"{name}_sd"] = stdev(values) if len(values) > 1 else None
+    return out
+
+
+def collect_evidence(loaded: dict[str, Any], ner: dict, main_seed: int = 0) -> dict:
+    """Report data from the loaded metrics files (None where missing) and the main NER figures
+    (made with seed `main_seed`)."""
     vectors = _arm_means(loaded.get("ner_vectors"))
     for arm in ("baseline", "elmo"):  # the main runs are the arms without vectors
         vectors[arm] = {k: _num(ner.get(arm, {}).get("overall", {}).get(k)) for k in ("f", "p", "r")}
     return {
+        "ner_seeds": ner_over_seeds(loaded.get("ner_seeds"), ner, main_seed),
         "textcat": {name: _arm_means(loaded.get(name)) for name in TEXTCAT},
         "ner_vectors": vectors,
         "learning_curve": learning_curve(loaded.get("ner_curve"), ner),
@@ -75,6 +103,18 @@ def evidence_rows(evidence: dict) -> list[dict]:
         cells = {"Baseline": _cell(arms.get(plain, {}).get(figure), 100), "+ELMo (mix)": _cell(arms.get(elmo, {}).get(figure), 100)}
         out.append({"task": task, "metric": metric, "split": "test", "cells": cells})
 
+    seeds = evidence.get("ner_seeds") or {}
+    n = len(seeds.get("seeds") or [])
+    if n > 1:  # one seed is the main row already
+        over = f"mean ± sd of {n} seeds ({', '.join(map(str, seeds['seeds']))})"
+        out.append({"task": "NER (CoNLL-2003)", "metric": f"F1 overall, {over}", "split": "test", "cells": {
+            "Baseline": _pm(seeds["baseline_mean"], seeds["baseline_sd"]), "+ELMo (mix)": _pm(seeds["elmo_mean"], seeds["elmo_sd"])}})
+        gain = _pm(seeds["gain_mean"], seeds["gain_sd"])
+        out.append({"task": "NER (CoNLL-2003)", "metric": f"F1 gain of ELMo (same seed), {over}", "split": "test",
+                    "cells": {"Baseline": "", "+ELMo (mix)": gain if gain.startswith("-") else "+" + gain}})
+    else:
+        out.append({"task": "NER (CoNLL-2003)", "metric": "F1 overall, mean ± sd over seeds", "split": "test",
+                    "cells": {"Baseline": NA, "+ELMo (mix)": NA}})
     add("NER (CoNLL-2003)", f"F1 overall, {WITH_VECTORS}", evidence["ner_vectors"], "f", "vectors", "elmo_vectors")
     for name, title in TEXTCAT.items():
         arms = evidence["textcat"][name]

@@ -8,7 +8,7 @@ arms. Each run is `spacy train` (in-process) with a few overrides of a shipped c
 continues where it stopped and a changed setting retrains.
 
     arms = [Arm.parse("baseline=configs/ner_baseline.cfg"), Arm.parse("elmo_vectors=configs/ner_elmo.cfg+vectors")]
-    run_grid(arms, train_sets, seeds, "training/ner_curve", dev=..., test=..., max_steps=20000)
+    run_grid(arms, train_sets, seeds, "training/ner_curve", dev=..., test=..., max_steps=20000, jobs=2)
 """
 
 from __future__ import annotations
@@ -16,10 +16,13 @@ from __future__ import annotations
 import gc
 import hashlib
 import math
+import multiprocessing
+import os
 import random
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from ._io import read_json, write_json
 
@@ -217,27 +220,98 @@ def headline(scores: dict) -> dict[str, float | None]:
 def run_grid(
     arms: list[Arm], train: str | Path, seeds: list[int], output_dir: str | Path, dev: str | Path, test: str | Path,
     max_steps: int, elmo_model: str | Path | None = None, vectors: str | Path | None = None, gpu_id: int = -1,
+    jobs: int = 1,
 ) -> dict:
     """Train and evaluate every arm on every training set; subsets of a manifest train with their
-    own seed, a single .spacy file once per seed. Returns {'runs': [...], 'total_docs': n}."""
+    own seed, a single .spacy file once per seed. jobs > 1 trains that many runs at once, each in
+    its own process with an equal share of the CPU cores (CPU only). Returns {'runs': [...],
+    'total_docs': n} with the runs in planned order, however many ran at once."""
+    if jobs < 1:
+        raise ValueError(f"jobs must be at least 1, got {jobs}")
+    if jobs > 1 and gpu_id >= 0:
+        raise ValueError("jobs > 1 trains on the CPU only; use jobs = 1 with a GPU")
     sets, total = train_sets(train)
     overrides = {arm.name: arm_overrides(arm, elmo_model, vectors) for arm in arms}  # fail before training
-    runs = []
+    planned = []  # (arm, train set, seed, output folder, settings)
     for train_set in sets:
         for seed in [train_set.seed] if train_set.seed is not None else seeds:
             for arm in arms:
-                output = Path(output_dir) / arm.name / run_name(train_set, seed)
                 settings = {"paths.train": str(train_set.path), "paths.dev": str(dev), "system.seed": seed,
                             "training.max_steps": max_steps, **overrides[arm.name]}
-                scores = finished_scores(output, arm.config, Path(test), settings)
-                if scores is None:
-                    scores = train_and_evaluate(arm.config, output, Path(test), settings, gpu_id)
-                runs.append({
-                    "arm": arm.name, "config": str(arm.config), "static_vectors": arm.static_vectors,
-                    "fraction": train_set.fraction, "seed": seed, "train_docs": train_set.docs, "model": str(output / "model-best"),
-                    "scores": headline(scores),
-                })
+                planned.append((arm, train_set, seed, Path(output_dir) / arm.name / run_name(train_set, seed), settings))
+    scores = [finished_scores(output, arm.config, Path(test), settings) for arm, _, _, output, settings in planned]
+    pending = {i: (planned[i][0].config, planned[i][3], Path(test), planned[i][4], gpu_id)
+               for i, found in enumerate(scores) if found is None}
+    for i, found in _train_all(pending, jobs):
+        scores[i] = found
+    runs = [
+        {"arm": arm.name, "config": str(arm.config), "static_vectors": arm.static_vectors,
+         "fraction": train_set.fraction, "seed": seed, "train_docs": train_set.docs, "model": str(output / "model-best"),
+         "scores": headline(found)}
+        for (arm, train_set, seed, output, _), found in zip(planned, scores)
+    ]
     return {"total_docs": total, "max_steps": max_steps, "runs": runs}
+
+
+def _train_all(pending: dict[int, tuple], jobs: int) -> Iterator[tuple[int, dict]]:
+    """(index, test scores) of each pending run (train_and_evaluate arguments), as each finishes."""
+    if jobs == 1 or len(pending) <= 1:
+        for i, args in pending.items():
+            yield i, train_and_evaluate(*args)
+        return
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    jobs = min(jobs, len(pending))
+    threads = max(1, len(os.sched_getaffinity(0)) // jobs)
+    # Fresh interpreters (spawn) that start with the thread limit in their environment, so torch
+    # and the BLAS libraries never run more threads than their share of the cores.
+    context = multiprocessing.get_context("spawn")
+    with _environment({name: str(threads) for name in THREAD_VARIABLES}):
+        with ProcessPoolExecutor(jobs, mp_context=context, initializer=_limit_threads, initargs=(threads,)) as pool:
+            futures = {pool.submit(_train_logged, *args): i for i, args in pending.items()}
+            try:
+                for future in as_completed(futures):
+                    yield futures[future], future.result()
+            except BaseException:
+                for future in futures:
+                    future.cancel()  # runs not started yet; those running finish and keep their scores
+                raise
+
+
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def _train_logged(config: Path, output: Path, *args) -> dict:
+    """train_and_evaluate in a worker, its training log in output/train.log (runs side by side
+    would interleave theirs)."""
+    import contextlib
+
+    output.mkdir(parents=True, exist_ok=True)
+    with open(output / "train.log", "w", encoding="utf-8") as log:
+        with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+            scores = train_and_evaluate(config, output, *args)
+    print(f"{output}: trained and scored (log: {output / 'train.log'})", flush=True)
+    return scores
+
+
+@contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _limit_threads(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
 
 
 def summarize(runs: list[dict]) -> dict[str, list[dict]]:

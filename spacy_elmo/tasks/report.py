@@ -37,7 +37,9 @@ class ReportInputs:
     wic: str | Path | None = None  # tasks.wic.run_wic output
     polysemy: str | Path | None = None  # tasks.polysemy_check.run_polysemy_check output
     model: str | Path | None = None  # biLM model dir, for the polysemy projection
-    # scripts/train_grid.py JSON: textcat per data set, the NER learning curve, NER + static vectors
+    # scripts/train_grid.py JSON: NER on more seeds, textcat per data set, the NER learning curve,
+    # NER + static vectors
+    ner_seeds: str | Path | None = None
     sentiment: str | Path | None = None
     topics: str | Path | None = None
     ner_curve: str | Path | None = None
@@ -188,7 +190,9 @@ def collect(inputs: ReportInputs) -> dict:
         },
         "pretraining": pretraining,
         "ner": ner,
-        "evidence": collect_evidence({name: loaded[name] for name in EVIDENCE_INPUTS}, ner),
+        "evidence": collect_evidence(
+            {name: loaded[name] for name in EVIDENCE_INPUTS}, ner, main_seed=int(inputs.settings.get("seed", 0))
+        ),
         "stsb": stsb_fig,
         "polysemy_check": polysemy_fig,  # not "polysemy": report.json has the PCA projection under that key
         "wic": {
