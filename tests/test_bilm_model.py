@@ -111,6 +111,19 @@ def test_sentence_alone_equals_sentence_in_a_batch(tiny_bilm):
     assert_rows_equal(run(tiny_bilm, [SHORT]), 0, batched, 2, len(SHORT))
 
 
+def test_inference_gives_the_numbers_of_the_training_path_exactly(tiny_bilm):
+    """Without autograd the LSTM updates its cell in place (lstm.cell_update_inplace); with it, out
+    of place. Same operations in the same order: bit-identical layers, padding and ragged rows included."""
+    char_ids = batch_to_ids([LONG, MID, SHORT, []])
+    with torch.no_grad():
+        inference = tiny_bilm(char_ids)
+    with torch.enable_grad():
+        training = tiny_bilm(char_ids)
+    assert any(layer.requires_grad for layer in training.layers)
+    for k, (a, b) in enumerate(zip(inference.layers, training.layers)):
+        assert torch.equal(a, b.detach()), f"layer {k}"
+
+
 def test_calling_twice_gives_identical_results(tiny_bilm, make_bilm):
     batch = [LONG, MID, SHORT]
     first, second = run(tiny_bilm, batch), run(tiny_bilm, batch)

@@ -36,6 +36,31 @@ def reverse_padded(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     return x.gather(1, index)
 
 
+def cell_update_autograd(
+    gates: torch.Tensor, c: torch.Tensor, cell_clip: float | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The LSTM cell: gates (2, n, 4cell) packed i, j, f, o and the cell state c (2, n, cell) ->
+    the new cell state and the cell output m = sigmoid(o) * tanh(c_new), both (2, n, cell)."""
+    i, j, f, o = gates.chunk(4, dim=-1)
+    c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(j)
+    if cell_clip is not None:
+        c_new = c_new.clamp(-cell_clip, cell_clip)
+    return c_new, torch.sigmoid(o) * torch.tanh(c_new)
+
+
+def cell_update_inplace(
+    gates: torch.Tensor, c: torch.Tensor, cell_clip: float | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """cell_update_autograd for inference, written into `gates` (which it consumes): both results
+    are views of it."""
+    i, j, f, o = gates.chunk(4, dim=-1)
+    c_new = f.sigmoid_().mul_(c)
+    c_new.add_(i.sigmoid_().mul_(j.tanh_()))
+    if cell_clip is not None:
+        c_new.clamp_(-cell_clip, cell_clip)
+    return c_new, o.sigmoid_().mul_(torch.tanh(c_new, out=j))
+
+
 class BiLstmLayer(nn.Module):
     """One layer, both directions. Parameters carry a leading direction axis of size 2."""
 
@@ -115,14 +140,14 @@ class BiLstmLayer(nn.Module):
         # gradient per step.
         x_steps = x_gates.split(active, dim=1)  # time x (2, n_t, 4cell)
         outputs = []
+        # Without autograd the cell update can overwrite each step's fresh gate tensor instead of
+        # allocating ten new ones: the same operations in the same order, so the same numbers.
+        cell_update = cell_update_inplace if not torch.is_grad_enabled() else cell_update_autograd
         for t in range(time):
             n = active[t]
-            gates = self.hidden_gates(x_steps[t], h[:, :n])  # (2, n, 4cell)
-            i, j, f, o = gates.to(cell_dtype).chunk(4, dim=-1)
-            c_new = torch.sigmoid(f) * c[:, :n] + torch.sigmoid(i) * torch.tanh(j)
-            if self.cell_clip is not None:
-                c_new = c_new.clamp(-self.cell_clip, self.cell_clip)
-            h_new = self.project((torch.sigmoid(o) * torch.tanh(c_new)).to(h.dtype))  # (2, n, proj)
+            gates = self.hidden_gates(x_steps[t], h[:, :n])  # (2, n, 4cell), a new tensor
+            c_new, m = cell_update(gates.to(cell_dtype), c[:, :n], self.cell_clip)
+            h_new = self.project(m.to(h.dtype))  # (2, n, proj)
             if self.proj_clip is not None:
                 h_new = h_new.clamp(-self.proj_clip, self.proj_clip)
             if n < batch:  # finished rows keep their final state
