@@ -190,6 +190,15 @@ def test_runs_trained_side_by_side_match_runs_trained_one_by_one(tmp_path):
         run_grid(*args[:3], tmp_path / "gpu", *args[3:], gpu_id=0, jobs=2)
 
 
+def test_a_worker_killed_mid_run_is_a_clear_error():
+    from test_tasks_helpers import die_without_a_python_error
+
+    from spacy_elmo.tasks.grid import _train_all
+
+    with pytest.raises(RuntimeError, match="training process died.*rerun to continue"):
+        list(_train_all({0: (), 1: ()}, jobs=2, worker=die_without_a_python_error))
+
+
 # ---- static vectors ------------------------------------------------------------------------------
 
 

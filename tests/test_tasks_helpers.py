@@ -129,3 +129,10 @@ def test_tiny_files_read_back(tmp_path, tiny_model_dir):
     assert [p.label for p in wic] == [r[5] == "T" for r in WIC_ROWS]
     assert all(p.tokens1[p.index1] == p.word == p.tokens2[p.index2] for p in wic)
     assert load_bilm(tiny_model_dir).n_layers == 3
+
+
+def die_without_a_python_error(*args) -> None:
+    """A training-grid worker killed mid-run (as by the kernel's OOM killer)."""
+    import os
+
+    os._exit(9)

@@ -253,13 +253,15 @@ def run_grid(
     return {"total_docs": total, "max_steps": max_steps, "runs": runs}
 
 
-def _train_all(pending: dict[int, tuple], jobs: int) -> Iterator[tuple[int, dict]]:
-    """(index, test scores) of each pending run (train_and_evaluate arguments), as each finishes."""
+def _train_all(pending: dict[int, tuple], jobs: int, worker: Any = None) -> Iterator[tuple[int, dict]]:
+    """(index, test scores) of each pending run (train_and_evaluate arguments), as each finishes;
+    with jobs > 1, `worker` (default _train_logged) runs each in a process of a pool."""
     if jobs == 1 or len(pending) <= 1:
         for i, args in pending.items():
             yield i, train_and_evaluate(*args)
         return
     from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
 
     jobs = min(jobs, len(pending))
     threads = max(1, len(os.sched_getaffinity(0)) // jobs)
@@ -268,10 +270,15 @@ def _train_all(pending: dict[int, tuple], jobs: int) -> Iterator[tuple[int, dict
     context = multiprocessing.get_context("spawn")
     with _environment({name: str(threads) for name in THREAD_VARIABLES}):
         with ProcessPoolExecutor(jobs, mp_context=context, initializer=_limit_threads, initargs=(threads,)) as pool:
-            futures = {pool.submit(_train_logged, *args): i for i, args in pending.items()}
+            futures = {pool.submit(worker or _train_logged, *args): i for i, args in pending.items()}
             try:
                 for future in as_completed(futures):
                     yield futures[future], future.result()
+            except BrokenProcessPool:
+                raise RuntimeError(
+                    "a training process died without a Python error (killed, or out of memory?); finished runs "
+                    "are kept: rerun to continue, with fewer --jobs if memory is short"
+                ) from None
             except BaseException:
                 for future in futures:
                     future.cancel()  # runs not started yet; those running finish and keep their scores
