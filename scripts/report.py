@@ -43,6 +43,7 @@ def main(
     wic: Optional[Path] = typer.Option(None, "--wic"),
     polysemy: Optional[Path] = typer.Option(None, "--polysemy", help="scripts/evaluate_polysemy.py JSON."),
     ner_seeds: Optional[Path] = typer.Option(None, "--ner-seeds", help="scripts/train_grid.py JSON: NER with and without ELMo on more seeds (the main runs are one more)."),
+    ner_precision: Optional[Path] = typer.Option(None, "--ner-precision", help="scripts/ner_precision.py JSON: NER F1 with ELMo in each precision."),
     sentiment: Optional[Path] = typer.Option(None, "--sentiment", help="scripts/train_grid.py JSON: movie-review sentiment arms."),
     topics: Optional[Path] = typer.Option(None, "--topics", help="scripts/train_grid.py JSON: BBC News topic arms."),
     ner_curve: Optional[Path] = typer.Option(None, "--ner-curve", help="scripts/train_grid.py JSON: NER on nested train subsets."),
@@ -60,7 +61,7 @@ def main(
     inputs = ReportInputs(
         perplexity=perplexity, task_perplexity_general=task_perplexity_general,
         task_perplexity_finetuned=task_perplexity_finetuned, pretrain_log=pretrain_log, ner_baseline=ner_baseline, ner_elmo=ner_elmo,
-        stsb=stsb, wic=wic, polysemy=polysemy, ner_seeds=ner_seeds, sentiment=sentiment, topics=topics, ner_curve=ner_curve, ner_vectors=ner_vectors,
+        stsb=stsb, wic=wic, polysemy=polysemy, ner_seeds=ner_seeds, ner_precision=ner_precision, sentiment=sentiment, topics=topics, ner_curve=ner_curve, ner_vectors=ner_vectors,
         model=model, pipelines=_pairs(pipeline, "--pipeline"), settings=settings,
     )
     data = make_report(inputs, out_dir, readme=readme)

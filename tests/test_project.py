@@ -54,7 +54,7 @@ def test_demo_runs_the_same_steps(project):
     assert project["workflows"]["demo"] == ["demo-" + step for step in project["workflows"]["all"]]
     expected = [
         "corpus-pretrain", "pretrain", "evaluate-perplexity", "export", "corpus-ner", "finetune-bilm", "train-ner-baseline",
-        "train-ner-elmo", "evaluate-ner", "train-ner-seeds", "corpus-ner-curve", "train-ner-curve", "static-vectors", "train-ner-vectors",
+        "train-ner-elmo", "evaluate-ner", "evaluate-ner-precision", "train-ner-seeds", "corpus-ner-curve", "train-ner-curve", "static-vectors", "train-ner-vectors",
         "corpus-textcat", "train-textcat", "evaluate-stsb", "evaluate-wic", "evaluate-polysemy", "package", "report",
     ]
     assert project["workflows"]["all"] == expected

@@ -345,3 +345,19 @@ def test_ner_over_seeds_pairs_the_main_runs_with_the_grid_seeds(tmp_path):
     assert rows[f"F1 gain of ELMo (same seed), {over}"] == {"Baseline": "", "+ELMo (mix)": "+3.00 ± 2.00"}
     assert seed_rows(ner_seeds=tmp_path / "missing.json") == {
         "F1 overall, mean ± sd over seeds": {"Baseline": "n/a", "+ELMo (mix)": "n/a"}}
+
+
+def test_ner_precision_rows_show_each_mode_against_float32(tmp_path):
+    from spacy_elmo.tasks.report import ReportInputs, make_report
+
+    def rows(path):
+        report = make_report(ReportInputs(ner_precision=path), tmp_path / "r")
+        return {r["metric"]: r["cells"]["+ELMo (mix)"] for r in report["table"] if "run in" in r["metric"]}
+
+    data = tmp_path / "p.json"
+    data.write_text(json.dumps({"f1": {"float32": 82.5, "bfloat16": 82.6, "int8": 82.25}, "notes": {}}))
+    assert rows(data) == {"F1 overall, the ELMo pipeline run in bfloat16 (vs float32)": "82.60 (+0.10)",
+                          "F1 overall, the ELMo pipeline run in int8 (vs float32)": "82.25 (-0.25)"}
+    data.write_text(json.dumps({"f1": {"float32": 82.5, "bfloat16": None, "int8": 82.5}, "notes": {"bfloat16": "no native bf16"}}))
+    assert list(rows(data).values()) == ["n/a", "82.50 (+0.00)"]
+    assert set(rows(tmp_path / "missing.json").values()) == {"n/a"}

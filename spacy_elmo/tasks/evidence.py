@@ -1,6 +1,7 @@
 """The report's evidence beyond the main NER runs: NER over more seeds (the mean gain of ELMo),
-text classification with and without ELMo, the NER learning curve, and the static-vector arms
-(floret vectors from the biLM's own pretraining text). Inputs are the metrics JSON files of scripts/train_grid.py; a missing file
+the trained NER pipeline with its ELMo features in each inference precision, text classification
+with and without ELMo, the NER learning curve, and the static-vector arms (floret vectors from the
+biLM's own pretraining text). Inputs are the metrics JSON files of scripts/train_grid.py; a missing file
 gives n/a cells, never a figure.
 
     collect_evidence({"ner_seeds": data, "sentiment": data, "topics": data, "ner_curve": data, "ner_vectors": data}, fig["ner"])
@@ -14,10 +15,11 @@ from typing import Any
 from .report import _num
 from .table import NA, _cell
 
-EVIDENCE_INPUTS = ("ner_seeds", "sentiment", "topics", "ner_curve", "ner_vectors")  # ReportInputs fields
+EVIDENCE_INPUTS = ("ner_seeds", "ner_precision", "sentiment", "topics", "ner_curve", "ner_vectors")  # ReportInputs fields
 TEXTCAT = {"sentiment": "Sentiment (movie reviews)", "topics": "Topics (BBC News)"}
 ARMS = ("baseline", "elmo", "vectors", "elmo_vectors")  # baseline, +ELMo, +static vectors, +both
 WITH_VECTORS = "+ static vectors (floret, same text)"
+REDUCED_PRECISIONS = ("bfloat16", "int8")  # scripts/ner_precision.py; float32 is the main row
 
 
 def _arm_means(data: dict | None) -> dict[str, dict[str, float | None]]:
@@ -84,6 +86,10 @@ def collect_evidence(loaded: dict[str, Any], ner: dict, main_seed: int = 0) -> d
         vectors[arm] = {k: _num(ner.get(arm, {}).get("overall", {}).get(k)) for k in ("f", "p", "r")}
     return {
         "ner_seeds": ner_over_seeds(loaded.get("ner_seeds"), ner, main_seed),
+        "ner_precision": {
+            "f1": {k: _num(v) for k, v in ((loaded.get("ner_precision") or {}).get("f1") or {}).items()},
+            "notes": dict((loaded.get("ner_precision") or {}).get("notes") or {}),
+        },
         "textcat": {name: _arm_means(loaded.get(name)) for name in TEXTCAT},
         "ner_vectors": vectors,
         "learning_curve": learning_curve(loaded.get("ner_curve"), ner),
@@ -115,6 +121,12 @@ def evidence_rows(evidence: dict) -> list[dict]:
     else:
         out.append({"task": "NER (CoNLL-2003)", "metric": "F1 overall, mean ± sd over seeds", "split": "test",
                     "cells": {"Baseline": NA, "+ELMo (mix)": NA}})
+    f1 = (evidence.get("ner_precision") or {}).get("f1") or {}
+    for precision in REDUCED_PRECISIONS:
+        value, reference = f1.get(precision), f1.get("float32")
+        cell = NA if value is None else f"{value:.2f}" + ("" if reference is None else f" ({value - reference:+.2f})")
+        out.append({"task": "NER (CoNLL-2003)", "metric": f"F1 overall, the ELMo pipeline run in {precision} (vs float32)",
+                    "split": "test", "cells": {"Baseline": "", "+ELMo (mix)": cell}})
     add("NER (CoNLL-2003)", f"F1 overall, {WITH_VECTORS}", evidence["ner_vectors"], "f", "vectors", "elmo_vectors")
     for name, title in TEXTCAT.items():
         arms = evidence["textcat"][name]

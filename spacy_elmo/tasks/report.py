@@ -40,6 +40,7 @@ class ReportInputs:
     # scripts/train_grid.py JSON: NER on more seeds, textcat per data set, the NER learning curve,
     # NER + static vectors
     ner_seeds: str | Path | None = None
+    ner_precision: str | Path | None = None  # scripts/ner_precision.py: the NER pipeline per precision
     sentiment: str | Path | None = None
     topics: str | Path | None = None
     ner_curve: str | Path | None = None
