@@ -238,7 +238,7 @@ def run(size: str, args) -> dict:
     exact = outputs.get("float32")
     differences = {}
     for name, result in outputs.items():
-        reference = outputs["baseline"] if name == "float32" else exact
+        reference = outputs.get("baseline") if name == "float32" else exact
         if reference is None or name == "baseline":
             continue
         differences[name] = max(

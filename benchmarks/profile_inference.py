@@ -43,6 +43,8 @@ KINDS = {
 
 
 def kind_of(name: str) -> str:
+    if name.startswith(("onednn::", "quantized::")):
+        return "products"  # oneDNN's int8 linear
     op = name.removeprefix("aten::")
     for kind, ops in KINDS.items():
         if op in ops:
@@ -85,7 +87,7 @@ def main() -> None:
         plain = time.perf_counter() - start
         with profile(activities=[ProfilerActivity.CPU]) as prof:
             embedder.embed_sentences(sentences)
-    events = [e for e in prof.key_averages() if e.key.startswith("aten::")]
+    events = [e for e in prof.key_averages() if e.key.startswith(("aten::", "onednn::", "quantized::"))]
     by_kind: dict[str, float] = defaultdict(float)
     for e in events:
         by_kind[kind_of(e.key)] += e.self_cpu_time_total / 1e6

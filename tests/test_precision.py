@@ -93,6 +93,31 @@ def test_int8_products_use_one_scale_per_output_column_and_per_input_row():
     assert Int8Linear(weight).weight.dtype == torch.int8
 
 
+def test_int8_products_agree_with_and_without_onednn_prepacking(tiny_bilm, monkeypatch):
+    """oneDNN's prepacked int8 linear and torch._int_mm give the same exact integer sums; with
+    fixed input scales oneDNN also scales and adds in its output pass (one rounding less), so the
+    model's vectors agree to float rounding whichever kernel path torch has."""
+    from spacy_elmo.bilm import quantized
+
+    if not quantized.onednn_int8_available():
+        pytest.skip("this torch has no oneDNN int8 linear: only the torch._int_mm path exists")
+    weight = torch.randn(16, 8, generator=torch.Generator().manual_seed(1))
+    x = torch.randn(5, 16, generator=torch.Generator().manual_seed(3))
+    packed_layers, packed_product = layers(with_precision(tiny_bilm, "int8"), SENTENCES), Int8Linear(weight)(x)
+    monkeypatch.setattr(quantized, "onednn_int8_available", lambda: False)
+    plain_layers, plain_product = layers(with_precision(tiny_bilm, "int8"), SENTENCES), Int8Linear(weight)(x)
+    assert torch.equal(packed_product, plain_product)  # per-row scales: exact sums, same epilogue
+    for a, b in zip(packed_layers, plain_layers):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    # Bounded inputs use a fixed scale: no per-row reduction, the bound folded into the column scales.
+    weight = torch.randn(16, 8, generator=torch.Generator().manual_seed(1))
+    bounded, free = Int8Linear(weight, input_bound=3.0), Int8Linear(weight)
+    x = torch.rand(4, 16, generator=torch.Generator().manual_seed(2)) * 6 - 3
+    assert torch.allclose(bounded(x), x @ weight, atol=0.15) and torch.allclose(free(x), x @ weight, atol=0.15)
+    with pytest.raises(ValueError, match="input_bound must be a positive number"):
+        Int8Linear(weight, input_bound=0.0)
+
+
 def test_int8_copy_holds_int8_weights_and_refuses_stateful(make_bilm):
     quantized = quantize_bilm(make_bilm())
     kinds = {name.rsplit(".", 1)[-1]: t.dtype for name, t in quantized.state_dict().items()}

@@ -1,16 +1,19 @@
 """An inference-only int8 copy of a biLM: int8 weights, float activations.
 
 Every matrix product of the LSTM (input, hidden, projection) and of the character encoder's
-highway and projection layers runs as an int8 x int8 -> int32 product (`torch._int_mm`, oneDNN on
-the CPU: VNNI / AMX where the CPU has them). The int8 weights take a quarter of the float32 bytes,
-so a layer's step reads from cache rather than memory.
+highway and projection layers runs as an int8 x int8 product with exact integer sums: oneDNN's
+int8 linear with the weight blocked once (`torch.ops.onednn.qlinear_pointwise`, VNNI / AMX where
+the CPU has them), or `torch._int_mm` where torch has no oneDNN. The int8 weights take a quarter
+of the float32 bytes.
 
 - Weights: symmetric, one scale per output column (per channel), computed once from the float32
   weights.
 - Activations stay float between products; each product quantizes its input on the fly with one
-  scale per row (per token). A per-tensor scale (what `torch.ao.quantization.quantize_dynamic`
-  uses) would make a sentence's vectors depend on the other sentences of its batch; per row they
-  do not, and the integer product itself is exact.
+  scale per row (per token), or, where the input is bounded by construction (the LSTM's clipped h
+  and its cell output m in (-1, 1)), with the fixed scale of that bound. A per-tensor scale
+  computed from the batch (what `torch.ao.quantization.quantize_dynamic` uses) would make a
+  sentence's vectors depend on the other sentences of its batch; per row or fixed they do not,
+  and the integer product itself is exact.
 - The character embedding and convolutions stay float32 (small, and run once per distinct token).
 
 The modules below subclass the float ones and override only their products, so the recurrence,
@@ -20,6 +23,7 @@ the highway formula and the char CNN are shared, not repeated.
 from __future__ import annotations
 
 import copy
+import math
 
 import torch
 from torch import nn
@@ -32,6 +36,41 @@ INT8_MAX = 127
 TINY = 1e-12  # keeps all-zero rows and columns from dividing by zero
 
 
+def onednn_int8_available() -> bool:
+    """Whether torch has oneDNN's prepacked int8 linear (x86 builds with oneDNN)."""
+    return torch.backends.mkldnn.is_available() and hasattr(torch.ops.onednn, "qlinear_prepack")
+
+
+class PackedInt8Weight:
+    """An int8 weight (out, in) in oneDNN's blocked layout, made once: `torch._int_mm` would
+    re-block the weight on every call, which costs about a copy of it. `exact_product(x_q)` is
+    x_q @ weight.T as float32, computed with unit scales so that oneDNN's int32 result is only
+    converted (the same numbers as `torch._int_mm(...).float()`, whatever the number of rows)."""
+
+    def __init__(self, weight: torch.Tensor):
+        self.packed = torch.ops.onednn.qlinear_prepack(weight, None)
+        self.ones = torch.ones(weight.shape[0])
+        self.zeros = torch.zeros(weight.shape[0], dtype=torch.int64)
+
+    def exact_product(self, x_q: torch.Tensor) -> torch.Tensor:
+        return self.scaled_product(x_q, self.ones)
+
+    def scaled_product(
+        self, x_q: torch.Tensor, scale: torch.Tensor, add: torch.Tensor | None = None, bias: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """(x_q @ weight.T) * scale + (add (n, out) or bias (out,)), float32, in one pass. The input
+        scale is 1 and each output element is its exact integer sum times its column's scale (plus
+        `add` or `bias`), so a row's result does not depend on the other rows (tested)."""
+        if add is None:
+            return torch.ops.onednn.qlinear_pointwise(
+                x_q, 1.0, 0, self.packed, scale, self.zeros, bias, 1.0, 0, torch.float32, "none", [], ""
+            )
+        return torch.ops.onednn.qlinear_pointwise.binary(
+            x_q, 1.0, 0, self.packed, scale, self.zeros, add.contiguous(), None, 1.0, 0, torch.float32,
+            1.0, 0, "add", 1.0, "none", [], "",
+        )
+
+
 def quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Symmetric int8 with one scale per row: x (n, k) float -> (int8 (n, k), scale (n, 1))."""
     scale = x.abs().amax(dim=1, keepdim=True).clamp(min=TINY) / INT8_MAX
@@ -39,15 +78,45 @@ def quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class Int8Linear(nn.Module):
-    """y = x @ W (+ bias), built from a float W (in, out) in the bilm-tf layout; int8, one scale per column."""
+    """y = x @ W (+ bias), built from a float W (in, out) in the bilm-tf layout; int8, one scale per column.
 
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None):
+    input_bound: where every input value is known to lie in [-input_bound, input_bound] (the
+        LSTM's clipped h, its cell output m in (-1, 1)), inputs are quantized with that fixed
+        scale, folded into the column scales: no per-call reduction, and still batch-invariant.
+        None: one scale per input row (per token), from the row's largest value.
+    """
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None, input_bound: float | None = None):
         super().__init__()
         # Stored (out, in) like nn.Linear and torchao's int8 layouts, used through a transposed view.
         w_q, w_scale = quantize_rows(weight.detach().float().t())  # one scale per output column
         self.register_buffer("weight", w_q.contiguous())  # (out, in) int8
         self.register_buffer("scale", w_scale.squeeze(1).contiguous())  # (out,)
         self.register_buffer("bias", None if bias is None else bias.detach().float().clone())
+        if input_bound is not None and not (math.isfinite(input_bound) and input_bound > 0):
+            raise ValueError(f"input_bound must be a positive number, got {input_bound}")
+        self.input_bound = input_bound
+        if input_bound is not None:  # y = (x_q * bound / 127) @ (W_q * scale): one scale per column
+            self.scale = self.scale * (input_bound / INT8_MAX)
+        self._packed: PackedInt8Weight | None = None  # made on first use; never saved or pickled
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_packed"] = None  # an opaque oneDNN tensor: rebuilt from the int8 weight
+        return state
+
+    def packed(self) -> PackedInt8Weight | None:
+        """The oneDNN-blocked weight (made once), or None where torch has no oneDNN int8 linear."""
+        if not onednn_int8_available():
+            return None
+        if self._packed is None:
+            self._packed = PackedInt8Weight(self.weight)
+        return self._packed
+
+    def integer_product(self, x_q: torch.Tensor) -> torch.Tensor:
+        """x_q (n, in) int8 @ W_q -> (n, out), exact integer sums (int32, or float32 from oneDNN)."""
+        packed = self.packed()
+        return torch._int_mm(x_q, self.weight.t()) if packed is None else packed.exact_product(x_q)
 
     def forward(
         self, x: torch.Tensor, add: torch.Tensor | None = None, out: torch.Tensor | None = None
@@ -58,15 +127,26 @@ class Int8Linear(nn.Module):
         rows = x.reshape(-1, x.shape[-1]).float()  # (n, in)
         if rows.shape[0] == 0:
             return rows.new_zeros(*shape, self.weight.shape[0]) if out is None else out
-        x_q, x_scale = quantize_rows(rows)
-        # Exact int32 accumulation, then back to float: one scale per row, then one per column in
-        # the same pass (addcmul) that adds the bias or `add`.
-        y = torch._int_mm(x_q, self.weight.t()).float().mul_(x_scale).reshape(*shape, -1)  # (..., out)
         if add is not None and self.bias is not None:
             add = add + self.bias
         base = self.bias if add is None else add
+        if self.input_bound is not None:
+            x_q = rows.mul(INT8_MAX / self.input_bound).round_().clamp_(-INT8_MAX, INT8_MAX).to(torch.int8)
+            packed = self.packed()
+            if packed is not None:  # the scaling and `add` inside the product's own output pass
+                if add is None:  # base is the bias or nothing
+                    y = packed.scaled_product(x_q, self.scale, bias=base)
+                else:
+                    y = packed.scaled_product(x_q, self.scale, add=base.reshape(rows.shape[0], -1))
+                y = y.reshape(*shape, -1)
+                return y if out is None else out.copy_(y)
+            y = self.integer_product(x_q).reshape(*shape, -1)  # (..., out) int32
+        else:
+            x_q, x_scale = quantize_rows(rows)
+            # One scale per row here, then one per column in the pass that adds the bias or `add`.
+            y = self.integer_product(x_q).float().mul_(x_scale).reshape(*shape, -1)  # (..., out)
         if base is None:
-            return y.mul_(self.scale) if out is None else torch.mul(y, self.scale, out=out)
+            return torch.mul(y, self.scale, out=out) if out is not None else torch.mul(y, self.scale)
         return torch.addcmul(base, y, self.scale, out=out)
 
 
@@ -81,14 +161,16 @@ def _per_direction(linears: nn.ModuleList, x: torch.Tensor, add: torch.Tensor | 
 class Int8BiLstmLayer(BiLstmLayer):
     """A `BiLstmLayer` whose three products run in int8; built from a float layer."""
 
-    def __init__(self, layer: BiLstmLayer):
+    def __init__(self, layer: BiLstmLayer, input_bound: float | None = None):
         nn.Module.__init__(self)  # the int8 buffers replace the float parameters
         self.input_dim, self.cell_dim, self.proj_dim = layer.input_dim, layer.cell_dim, layer.proj_dim
         self.cell_clip, self.proj_clip = layer.cell_clip, layer.proj_clip
         bias = layer.gate_bias()  # (2, 4cell), the run-time forget bias included
-        self.inputs = nn.ModuleList(Int8Linear(layer.W_input[d], bias[d]) for d in range(2))
-        self.hiddens = nn.ModuleList(Int8Linear(layer.W_hidden[d]) for d in range(2))
-        self.projections = nn.ModuleList(Int8Linear(layer.W_proj[d]) for d in range(2))
+        # The per-step products read h, clipped to [-proj_clip, proj_clip] where the model clips it,
+        # and m = sigmoid(o) * tanh(c), always in (-1, 1): fixed input scales, no per-step reduction.
+        self.inputs = nn.ModuleList(Int8Linear(layer.W_input[d], bias[d], input_bound) for d in range(2))
+        self.hiddens = nn.ModuleList(Int8Linear(layer.W_hidden[d], input_bound=layer.proj_clip) for d in range(2))
+        self.projections = nn.ModuleList(Int8Linear(layer.W_proj[d], input_bound=1.0) for d in range(2))
 
     def input_gates(self, x: torch.Tensor) -> torch.Tensor:
         return _per_direction(self.inputs, x)
@@ -131,6 +213,16 @@ class Int8CharEncoder(CharEncoder):
         return self.projection(h)
 
 
+def layer_input_bound(bilm: BiLM, k: int) -> float | None:
+    """The largest |value| layer k of the LSTM can read at inference, or None (unbounded): layer 0
+    reads the character encoder; layer k > 0 reads layer k-1's output, clipped to proj_clip, plus
+    with skip connections the input of layer k-1 (so k x proj_clip)."""
+    options = bilm.options.lstm
+    if k == 0 or options.proj_clip is None:
+        return None
+    return options.proj_clip * (k if options.use_skip_connections else 1)
+
+
 @torch.no_grad()
 def quantize_bilm(bilm: BiLM) -> BiLM:
     """An int8 inference copy of a float `bilm` (on the CPU); `bilm` itself is left unchanged."""
@@ -141,5 +233,5 @@ def quantize_bilm(bilm: BiLM) -> BiLM:
     # A copy of everything else, with the int8 modules in place of the float ones (deepcopy takes
     # objects already in its memo as they are): no second set of float weights is made.
     replace = {id(bilm.char_encoder): Int8CharEncoder(bilm.char_encoder)}
-    replace.update({id(layer): Int8BiLstmLayer(layer) for layer in bilm.lstm.layers})
+    replace.update({id(layer): Int8BiLstmLayer(layer, layer_input_bound(bilm, k)) for k, layer in enumerate(bilm.lstm.layers)})
     return copy.deepcopy(bilm, memo=replace).eval()
