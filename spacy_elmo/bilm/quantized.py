@@ -9,8 +9,9 @@ of the float32 bytes.
 - Weights: symmetric, one scale per output column (per channel), computed once from the float32
   weights.
 - Activations stay float between products; each product quantizes its input on the fly with one
-  scale per row (per token), or, where the input is bounded by construction (the LSTM's clipped h
-  and its cell output m in (-1, 1)), with the fixed scale of that bound. A per-tensor scale
+  scale per row (per token), or, where the input is bounded by construction (the LSTM's clipped h,
+  its cell output m in (-1, 1), and a lower layer's clipped output), with the fixed scale of that
+  bound. A per-tensor scale
   computed from the batch (what `torch.ao.quantization.quantize_dynamic` uses) would make a
   sentence's vectors depend on the other sentences of its batch; per row or fixed they do not,
   and the integer product itself is exact.
