@@ -223,6 +223,12 @@ def test_demo_workflow_on_tiny_data(tmp_path, monkeypatch):
         for arm, figures in evidence["textcat"][task].items():
             assert 0 <= figures["accuracy"] <= 1 and 0 <= figures["macro_f"] <= 1, (task, arm)
     assert all(0 <= evidence["ner_vectors"][arm]["f"] <= 1 for arm in ("vectors", "elmo_vectors"))
+    # More NER seeds: the main pair (seed 0) and the grid's seed 1, trained side by side.
+    seeds = evidence["ner_seeds"]
+    assert seeds["seeds"] == [0, 1] and seeds["gain_sd"] is not None
+    assert Path("training/demo/ner_seeds/elmo/f1_s1/train.log").is_file()
+    # The ELMo pipeline in each precision the machine runs (float32 always).
+    assert 0 <= evidence["ner_precision"]["f1"]["float32"] <= 100
     curve = evidence["learning_curve"]
     n_sentences = min(TINY["vars.demo.ner_train_sentences"], sum(map(len, CONLL_DOCS)))
     assert curve["total_docs"] == n_sentences
