@@ -1,0 +1,29 @@
+"""Resident memory and words/s of a short pretraining run (the leg memory-growth check in docs/pretraining.md):
+
+    python benchmarks/pretrain_memory.py 400
+    ONEDNN_PRIMITIVE_CACHE_CAPACITY=8 python benchmarks/pretrain_memory.py 400
+
+Needs corpus/pretrain_train.txt (scripts/prepare_mixture.py). Prints words/s per 50 steps and RSS every 10 s.
+"""
+import sys, threading, time, tempfile
+from pathlib import Path
+sys.path.insert(0, "benchmarks")
+from bench_pretrain import corpus_sample, ROOT
+from spacy_elmo.pretrain import load_config, pretrain
+work = Path(tempfile.mkdtemp())
+corpus = corpus_sample(Path("corpus/pretrain_train.txt"), 30000, work)
+overrides = {"paths.train": str(corpus), "paths.dev": None, "system.device": "cpu", "system.threads": 2,
+             "training.max_steps": int(sys.argv[1]), "training.max_epochs": 0, "training.max_minutes": 0,
+             "training.log_every": 50, "training.checkpoint_every": 0, "training.eval_every": 0}
+config = load_config(ROOT / "configs" / "pretrain_default_en.cfg", overrides)
+samples = []
+def rss(): return int(open("/proc/self/status").read().split("VmRSS:")[1].split()[0]) // 1024
+def watch():
+    while True:
+        samples.append(rss()); time.sleep(2)
+threading.Thread(target=watch, daemon=True).start()
+pretrain(config, work / "out", progress=False)
+import json
+tr = [json.loads(l) for l in (work / "out" / "metrics.jsonl").read_text().splitlines()]
+print("words/s:", [round(e["words_per_s"]) for e in tr if e["event"] == "train"])
+print("rss MB every 2 s:", samples[::5])
