@@ -36,7 +36,7 @@ def main(
     vectors: Optional[Path] = typer.Option(None, "--vectors", help="`spacy init vectors` output for +vectors arms."),
     task: str = typer.Option("", "--task", help="Name recorded in the JSON (e.g. sentiment)."),
     gpu_id: int = typer.Option(-1, "--gpu-id", help="-1 = CPU."),
-    jobs: int = typer.Option(1, "--jobs", help="Runs trained at once on the CPU, each with an equal share of the cores."),
+    jobs: int = typer.Option(1, "--jobs", min=1, help="Runs trained at once on the CPU, each with an equal share of the cores."),
 ) -> None:
     for path in (dev, test):
         if not path.is_file():
@@ -44,8 +44,6 @@ def main(
     try:
         arms = [Arm.parse(spec) for spec in arm]
         seed_list = [int(s) for s in seeds.split(",") if s.strip()]
-        if jobs < 1:
-            raise ValueError(f"--jobs must be at least 1, got {jobs}")
     except ValueError as err:
         raise typer.BadParameter(str(err)) from None
     if jobs > 1 and gpu_id >= 0:

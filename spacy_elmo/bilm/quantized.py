@@ -24,6 +24,7 @@ the highway formula and the char CNN are shared, not repeated.
 from __future__ import annotations
 
 import copy
+import functools
 import math
 
 import torch
@@ -37,6 +38,7 @@ INT8_MAX = 127
 TINY = 1e-12  # keeps all-zero rows and columns from dividing by zero
 
 
+@functools.cache  # asked on every product of every step
 def onednn_int8_available() -> bool:
     """Whether torch has oneDNN's prepacked int8 linear (x86 builds with oneDNN)."""
     return torch.backends.mkldnn.is_available() and hasattr(torch.ops.onednn, "qlinear_prepack")
@@ -108,9 +110,7 @@ class Int8Linear(nn.Module):
 
     def packed(self) -> PackedInt8Weight | None:
         """The oneDNN-blocked weight (made once), or None where torch has no oneDNN int8 linear."""
-        if not onednn_int8_available():
-            return None
-        if self._packed is None:
+        if self._packed is None and onednn_int8_available():
             self._packed = PackedInt8Weight(self.weight)
         return self._packed
 

@@ -36,14 +36,32 @@ class CheckpointError(ValueError):
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
-    _save(state, path, FORMAT, "checkpoint")
+    remove_stale_temporaries(path)  # left by a run killed mid-write
+    try:
+        with atomic_path(path) as tmp:
+            torch.save({"format": FORMAT, **state}, tmp)
+    except (OSError, RuntimeError) as err:  # a full disk is "RuntimeError: basic_ios::clear" in torch.save
+        raise CheckpointError(
+            f"{path}: cannot write the checkpoint ({type(err).__name__}: {err}). Is the disk full? "
+            f"The previous checkpoint is intact: free some space and run again with --resume"
+        ) from None
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    return _load(path, FORMAT, "checkpoint")
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no checkpoint to resume from")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unpickling problem means a bad file
+        raise CheckpointError(f"{path}: unreadable checkpoint ({type(err).__name__}: {err})") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a spacy-elmo pretraining checkpoint")
+    return state
 
 
 def save_leg_state(state: dict[str, Any], path: str | Path) -> None:
+    remove_stale_temporaries(path)
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps({"format": LEG_FORMAT, **state}, indent=1) + "\n", encoding="utf-8")
 
@@ -56,31 +74,6 @@ def load_leg_state(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: unreadable leg state ({err})") from None
     if not isinstance(state, dict) or state.get("format") != LEG_FORMAT:
         raise CheckpointError(f"{path}: not a spacy-elmo pretraining leg state")
-    return state
-
-
-def _save(state: dict[str, Any], path: str | Path, fmt: str, what: str) -> None:
-    remove_stale_temporaries(path)  # left by a run killed mid-write
-    try:
-        with atomic_path(path) as tmp:
-            torch.save({"format": fmt, **state}, tmp)
-    except (OSError, RuntimeError) as err:  # a full disk is "RuntimeError: basic_ios::clear" in torch.save
-        raise CheckpointError(
-            f"{path}: cannot write the {what} ({type(err).__name__}: {err}). Is the disk full? "
-            f"The previous one is intact: free some space and run again with --resume"
-        ) from None
-
-
-def _load(path: str | Path, fmt: str, what: str) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no {what} to resume from")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any unpickling problem means a bad file
-        raise CheckpointError(f"{path}: unreadable {what} ({type(err).__name__}: {err})") from None
-    if not isinstance(state, dict) or state.get("format") != fmt:
-        raise CheckpointError(f"{path}: not a spacy-elmo pretraining {what}")
     return state
 
 

@@ -19,10 +19,10 @@ import math
 import multiprocessing
 import os
 import random
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from ._io import read_json, write_json
 
@@ -253,7 +253,9 @@ def run_grid(
     return {"total_docs": total, "max_steps": max_steps, "runs": runs}
 
 
-def _train_all(pending: dict[int, tuple], jobs: int, worker: Any = None) -> Iterator[tuple[int, dict]]:
+def _train_all(
+    pending: dict[int, tuple], jobs: int, worker: Callable[..., dict] | None = None
+) -> Iterator[tuple[int, dict]]:
     """(index, test scores) of each pending run (train_and_evaluate arguments), as each finishes;
     with jobs > 1, `worker` (default _train_logged) runs each in a process of a pool."""
     if jobs == 1 or len(pending) <= 1:
@@ -291,11 +293,9 @@ THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"
 def _train_logged(config: Path, output: Path, *args) -> dict:
     """train_and_evaluate in a worker, its training log in output/train.log (runs side by side
     would interleave theirs)."""
-    import contextlib
-
     output.mkdir(parents=True, exist_ok=True)
     with open(output / "train.log", "w", encoding="utf-8") as log:
-        with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+        with redirect_stdout(log), redirect_stderr(log):
             scores = train_and_evaluate(config, output, *args)
     print(f"{output}: trained and scored (log: {output / 'train.log'})", flush=True)
     return scores
