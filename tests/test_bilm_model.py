@@ -70,6 +70,21 @@ def test_layer0_is_the_char_encoding_for_both_directions(tiny_bilm):
     torch.testing.assert_close(layer0[:, :proj], encoded, **TOL)
 
 
+def test_char_encoder_pads_to_a_few_shapes_without_changing_vectors(tiny_bilm):
+    from spacy_elmo.bilm.kernel_cache import padded_rows
+
+    # A bounded set of row counts (oneDNN keeps a kernel per shape), never fewer rows than asked.
+    sizes = [padded_rows(n) for n in range(1, 4097)]
+    assert all(size >= n and size - n <= max(7, n // 16) for n, size in enumerate(sizes, 1))
+    assert len(set(sizes)) <= 100
+    ids = batch_to_ids([MID, LONG])
+    with torch.no_grad():
+        padded = tiny_bilm.char_encoder(ids)  # 17 distinct tokens -> 24 rows encoded
+        for row, sentence in enumerate([MID, LONG]):
+            direct = tiny_bilm.char_encoder.encode_unique(ids[row, : len(sentence)])
+            torch.testing.assert_close(padded[row, : len(sentence)], direct, **TOL)
+
+
 def test_layer0_is_context_free_but_lstm_layers_are_not(tiny_bilm):
     out = run(tiny_bilm, [["bank", "of", "river"], ["money", "in", "bank"]])
     first, second = (0, 0), (1, 2)  # "bank" in both

@@ -237,6 +237,24 @@ def test_sampled_softmax_is_exact_in_eval_and_samples_log_uniform():
     assert loss.shape == (6,) and torch.isfinite(loss).all() and (loss > 0).all()
 
 
+def test_sampled_softmax_padding_changes_nothing():
+    # The product is padded to fixed shapes (bilm/kernel_cache.py); the loss must equal the formula on
+    # the unpadded samples, and padded sample slots must never count as negatives.
+    torch.manual_seed(1)
+    head = SampledSoftmax(200, 8, n_samples=64)
+    h, y = torch.randn(13, 8), torch.randint(0, 200, (13,))
+    torch.manual_seed(5)
+    sampled = head.sample(torch.device("cpu"))
+    assert sampled.shape[0] < 64  # repeats were drawn, so there are pads to mask
+    torch.manual_seed(5)
+    loss = head(h, y)
+    true = (h * head.weight[y]).sum(-1) + head.bias[y] - log_expected_count(y, 200, 64)
+    neg = h @ head.weight[sampled].T + head.bias[sampled] - log_expected_count(sampled, 200, 64)
+    neg = neg.masked_fill(sampled.unsqueeze(0) == y.unsqueeze(1), float("-inf"))
+    expected = torch.logsumexp(torch.cat([true.unsqueeze(1), neg], 1), 1) - true
+    assert torch.allclose(loss, expected, atol=1e-5)
+
+
 def test_adaptive_softmax_is_normalised(tmp_path):
     torch.manual_seed(0)
     head = AdaptiveSoftmax(30, 8, cutoffs=(10, 20, 500), div_value=2.0)

@@ -75,7 +75,9 @@ def test_outputs_model_directory_curves_and_allennlp_files(tmp_path, corpus):
     assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     events = read_events(out / "metrics.jsonl")
     assert [e["step"] for e in events] == list(range(1, 7))
-    assert all({"loss", "fwd_ppl", "bwd_ppl", "ppl", "words_per_s"} <= set(e) for e in events)
+    assert all({"loss", "fwd_ppl", "bwd_ppl", "ppl", "words_per_s", "rss_mb"} <= set(e) for e in events)
+    if sys.platform == "linux":  # resident memory is logged where /proc gives it
+        assert all(isinstance(e["rss_mb"], int) and e["rss_mb"] > 50 for e in events)
     # The model directory: AllenNLP's options.json + HDF5 pair, loadable by load_bilm.
     assert {p.name for p in model_dir.iterdir()} == {
         "options.json", "weights.hdf5", "meta.json", "vocab.txt", "softmax.hdf5"}
@@ -508,3 +510,13 @@ def test_init_from_starts_from_the_given_model(tmp_path, corpus):
     torch.manual_seed(0)
     initial = BiLM(ElmoOptions.from_file(base / "options.json")).state_dict()
     assert any(not torch.allclose(initial[k], b.bilm.state_dict()[k], atol=1e-3) for k in initial)
+
+
+def test_pretraining_caps_onednn_kernel_cache_unless_the_user_did(monkeypatch):
+    from spacy_elmo.bilm.kernel_cache import ONEDNN_CACHE_ENV, PRETRAIN_CACHE_CAPACITY, bound_onednn_cache
+
+    monkeypatch.delenv(ONEDNN_CACHE_ENV, raising=False)
+    assert bound_onednn_cache() is True
+    assert os.environ[ONEDNN_CACHE_ENV] == str(PRETRAIN_CACHE_CAPACITY)
+    monkeypatch.setenv(ONEDNN_CACHE_ENV, "64")
+    assert bound_onednn_cache() is False and os.environ[ONEDNN_CACHE_ENV] == "64"

@@ -9,9 +9,11 @@ char-CNN features and both go through the projection.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .options import CharCnnOptions, WordEmbeddingOptions
+from .kernel_cache import padded_rows
 
 
 class Highway(nn.Module):
@@ -103,7 +105,9 @@ class CharEncoder(nn.Module):
         if not bool(present.any()):
             out = flat.new_zeros((flat.shape[0], self.output_dim), dtype=self.char_embed.weight.dtype)
             return out.reshape(batch, n_tokens, self.output_dim)
-        unique, inverse = torch.unique(flat[present], dim=0, return_inverse=True)
+        unique, inverse = torch.unique(flat[present], dim=0, return_inverse=True)  # (n, n_chars)
+        # Zero rows up to a fixed size: a bounded set of shapes for oneDNN's kernel cache (kernel_cache.py).
+        unique = F.pad(unique, (0, 0, 0, padded_rows(unique.shape[0]) - unique.shape[0]))
         encoded = self.encode_unique(unique)  # float32, or bf16 under autocast
         out = flat.new_zeros((flat.shape[0], self.output_dim), dtype=encoded.dtype)
         out[present] = encoded[inverse]

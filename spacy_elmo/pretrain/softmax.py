@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..atomic import atomic_path
+from ..bilm.kernel_cache import padded_rows
 
 SOFTMAX_FILE = "softmax.hdf5"
 
@@ -112,13 +113,20 @@ class SampledSoftmax(FullSoftmax):
         if not self.training or self.n_samples >= self.vocab_size:
             return self.exact_nll(hidden, targets)
         sampled = self.sample(hidden.device)  # (S,)
+        n_rows, n_sampled = hidden.shape[0], sampled.shape[0]
         # Logits minus log Q (the chance a word is a candidate) make the estimate unbiased-ish.
         true_logits = (hidden * self.weight[targets]).sum(-1) + self.bias[targets]  # (N,)
         true_logits = true_logits.float() - log_expected_count(targets, self.vocab_size, self.n_samples)
-        sampled_logits = F.linear(hidden, self.weight[sampled], self.bias[sampled]).float()  # (N, S)
-        sampled_logits = sampled_logits - log_expected_count(sampled, self.vocab_size, self.n_samples)
-        # A sample that is the target itself is not a negative: remove it.
-        hits = sampled.unsqueeze(0) == targets.unsqueeze(1)  # (N, S)
+        # The product's shape is fixed ((N', n_samples), N' from kernel_cache.py) so that oneDNN does not
+        # build and keep a kernel for every step's (N, S); the padding is cut or masked off below.
+        padded_hidden = F.pad(hidden, (0, 0, 0, padded_rows(n_rows) - n_rows))  # (N', dim)
+        padded_sampled = F.pad(sampled, (0, self.n_samples - n_sampled))  # (n_samples,), pads are id 0
+        sampled_logits = F.linear(padded_hidden, self.weight[padded_sampled], self.bias[padded_sampled])
+        sampled_logits = sampled_logits[:n_rows].float()  # (N, n_samples)
+        sampled_logits = sampled_logits - log_expected_count(padded_sampled, self.vocab_size, self.n_samples)
+        # A sample that is the target itself is not a negative, and a pad is not a sample: remove both.
+        hits = padded_sampled.unsqueeze(0) == targets.unsqueeze(1)  # (N, n_samples)
+        hits[:, n_sampled:] = True
         sampled_logits = sampled_logits.masked_fill(hits, float("-inf"))
         logits = torch.cat([true_logits.unsqueeze(1), sampled_logits], dim=1)  # (N, 1 + S)
         return torch.logsumexp(logits, dim=1) - true_logits

@@ -39,6 +39,7 @@ from tqdm import tqdm
 
 from .. import __version__
 from ..bilm import BiLM, ElmoOptions
+from ..bilm.kernel_cache import bound_onednn_cache
 from ..bilm.precision import native_bf16
 from ..bilm.vocab import TokenIds
 from .batches import WindowBatcher
@@ -64,8 +65,21 @@ def log(info: DistInfo, message: str) -> None:
         tqdm.write(message)
 
 
+def resident_mb() -> int | None:
+    """This process's resident memory in MB (Linux), logged with the training figures; else None."""
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:
+        return None
+    for line in status.splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) // 1024
+    return None
+
+
 def pretrain(config: Config, output_dir: str | Path, resume: bool = False, progress: bool = True) -> Path:
     """Train (or, with resume=True, continue training) and return the model directory."""
+    bound_onednn_cache()  # else memory grows by gigabytes over a long run (bilm/kernel_cache.py)
     settings = PretrainSettings.from_config(config)
     info = init_distributed(settings.system.device)
     try:
@@ -503,6 +517,7 @@ class Trainer:
                     "loss": mean_loss, "fwd_ppl": fwd_ppl, "bwd_ppl": bwd_ppl,
                     "ppl": (fwd_ppl + bwd_ppl) / 2, "lr": self.optimizer.param_groups[0]["lr"],
                     "grad_norm": float(grad_norm), "softmax": s.softmax.type,
+                    "rss_mb": resident_mb(),
                 }
                 self.last_train = last_train
                 if self.metrics is not None:
