@@ -39,11 +39,12 @@ from .bilm import (
     save_model_dir,
 )
 from .bilm.precision import PRECISIONS
+from .bilm.token_cache import DEFAULT_TOKEN_CACHE
 from .bilm.weights import META_NAME, OPTIONS_NAME, WEIGHTS_NAME
 from .cache import LayerCache
 from .hub import resolve_model_name
 from .data import EXTENSION, LAYERS_EXTENSION, install_extensions, set_similarity_hooks
-from .layers import ElmoBiLM, ElmoLayers, ElmoListener, get_bilm, mix_layers, set_bilm
+from .layers import ElmoBiLM, ElmoLayers, ElmoListener, clear_token_cache, get_bilm, mix_layers, set_bilm
 
 MODEL_DIR = "model"  # the model directory inside the component's folder
 OUTPUTS = ("top", "average", "mix")
@@ -121,6 +122,7 @@ def _restoring(nlp: Language, name: str) -> bool:
         "allow_download": False,
         "threads": 0,
         "precision": "float32",
+        "token_cache": DEFAULT_TOKEN_CACHE,
     },
     assigns=["doc._.elmo", "token._.elmo", "span._.elmo"],
     default_score_weights={},
@@ -145,6 +147,7 @@ def make_elmo(
     allow_download: bool,
     threads: int,
     precision: str,
+    token_cache: int,
 ) -> Elmo:
     """Create the `elmo` component.
 
@@ -185,6 +188,10 @@ def make_elmo(
         AVX-512 BF16 / AMX, GPUs from compute capability 8.0; float32 with a warning elsewhere) or
         "int8" (CPU only). Both are approximate and faster; see docs/inference.md for their error.
         The float32 weights are still what is saved; fine-tuning the biLM needs "float32".
+    token_cache (int): keep the layer-0 vectors of this many recently read distinct words (512
+        bytes each for the default model, 2 kB at the original size) so the character CNN runs only on spellings not
+        seen lately; the vectors are the same either way. Used at prediction, and in training
+        while the biLM is frozen; 0 = off.
     """
     files = options = None
     try:
@@ -196,7 +203,10 @@ def make_elmo(
             raise
     return Elmo(
         nlp.vocab,
-        ElmoBiLM(words_per_batch=words_per_batch, window_size=window_size, context=context, threads=threads),
+        ElmoBiLM(
+            words_per_batch=words_per_batch, window_size=window_size, context=context, threads=threads,
+            token_cache=token_cache,
+        ),
         name,
         files=files,
         options=options,
@@ -438,6 +448,7 @@ class Elmo(TrainablePipe):
                 "fine-tuning it (a listener with grad_factor != 0) needs precision='float32'"
             )
         self.cache.clear()  # the weights are about to change
+        clear_token_cache(self.model)
         layers, backprop_bilm = self.model.begin_update(docs)
         position = {id(doc): i for i, doc in enumerate(docs)}
 

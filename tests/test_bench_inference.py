@@ -33,7 +33,7 @@ def test_every_arm_runs_and_float32_matches_the_baseline():
     bench = load_benchmark()
     args = argparse.Namespace(
         sentences=6, batch_size=4, pipe_batch_size=2, precisions=list(PRECISIONS), repeats=2,
-        latency_repeats=1, peak_size=64, device="cpu", no_baseline=False, no_component=False,
+        latency_repeats=1, peak_size=64, device="cpu", no_baseline=False, no_component=False, token_cache=1000,
     )
     result = bench.run("fixture", args)
     arms = [row["arm"] for row in result["rows"]]

@@ -85,6 +85,48 @@ def test_char_encoder_pads_to_a_few_shapes_without_changing_vectors(tiny_bilm):
             torch.testing.assert_close(padded[row, : len(sentence)], direct, **TOL)
 
 
+def test_token_cache_gives_the_same_vectors_and_stays_bounded(make_bilm):
+    import copy
+    import pickle
+
+    from spacy_elmo.bilm.token_cache import TokenCache
+
+    plain, cached = make_bilm(), make_bilm()
+    cached.char_encoder.token_cache = TokenCache(12)
+    batches = [[MID, LONG], [SHORT, MID], [LONG, ["fox", "new", "words", "here"]], [MID]]
+    for batch in batches:  # hits, misses, evictions (17 distinct tokens in the first batch alone)
+        fresh = make_bilm()
+        fresh.char_encoder.token_cache = TokenCache(12)  # all misses
+        with_history, without = run(cached, batch), run(fresh, batch)
+        for la, lb, lc in zip(with_history.layers, without.layers, run(plain, batch).layers):
+            assert torch.equal(la, lb)  # bit for bit: what came before never shows
+            torch.testing.assert_close(la, lc, **TOL)  # and the numbers of a model without a cache
+        assert len(cached.char_encoder.token_cache) <= 12
+    assert len(cached.char_encoder.token_cache) > 0
+    # Copies of the model start with an empty cache of their own.
+    for clone in (copy.deepcopy(cached), pickle.loads(pickle.dumps(cached))):
+        assert clone.char_encoder.token_cache is not cached.char_encoder.token_cache
+        assert clone.char_encoder.token_cache.max_tokens == 12 and len(clone.char_encoder.token_cache) == 0
+
+
+def test_token_cache_is_bypassed_in_training_and_follows_in_place_weight_changes(make_bilm):
+    from spacy_elmo.bilm.token_cache import TokenCache
+
+    plain, cached = make_bilm(), make_bilm()
+    cached.char_encoder.token_cache = TokenCache(100)
+    ids = batch_to_ids([MID])
+    cached.char_encoder(ids).sum().backward()  # autograd on: no lookup, gradients reach the CNN
+    assert len(cached.char_encoder.token_cache) == 0
+    assert cached.char_encoder.convolutions[0].weight.grad is not None
+    run(cached, [MID])
+    assert len(cached.char_encoder.token_cache) == len(MID) + 2  # and <S>, </S>
+    with torch.no_grad():  # an optimizer step: in place
+        for model in (plain, cached):
+            model.char_encoder.W_proj.mul_(0.5)
+    for la, lb in zip(run(plain, [MID]).layers, run(cached, [MID]).layers):
+        torch.testing.assert_close(la, lb, **TOL)  # stale vectors would be off by ~half their size
+
+
 def test_layer0_is_context_free_but_lstm_layers_are_not(tiny_bilm):
     out = run(tiny_bilm, [["bank", "of", "river"], ["money", "in", "bank"]])
     first, second = (0, 0), (1, 2)  # "bank" in both

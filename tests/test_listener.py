@@ -178,6 +178,24 @@ def test_grad_factor_fine_tunes_the_bilm(model_dir):
     assert "lstm.layers.1.W_proj" in changed and "char_encoder.W_proj" in changed
 
 
+def test_fine_tuning_never_predicts_from_layer0_vectors_of_old_weights(model_dir):
+    # Prediction keeps layer-0 vectors (bilm/token_cache.py); fine-tuning changes the char CNN, so
+    # after each update the predictions must be those of the new weights, as without the cache.
+    nlp = build_nlp(model_dir, textcat_grad_factor=1.0)
+    optimizer = nlp.initialize(lambda: examples(nlp))
+    elmo = nlp.get_pipe("elmo")
+    texts = [text for text, _, _ in DATA]
+    for _ in range(4):  # the char CNN's weights first move at the second update
+        cached = [doc._.elmo.copy() for doc in nlp.pipe(texts)]
+        assert len(elmo.get_bilm().char_encoder.token_cache) > 0
+        cache, elmo.get_bilm().char_encoder.token_cache = elmo.get_bilm().char_encoder.token_cache, None
+        fresh = [doc._.elmo.copy() for doc in nlp.pipe(texts)]
+        elmo.get_bilm().char_encoder.token_cache = cache
+        for a, b in zip(cached, fresh):
+            np.testing.assert_array_equal(a, b)
+        nlp.update(examples(nlp), sgd=optimizer)
+
+
 def test_memory_stays_flat_over_a_long_stream(model_dir):
     nlp = build_nlp(model_dir)
     nlp.initialize(lambda: examples(nlp))

@@ -14,6 +14,11 @@ from torch import nn
 
 from .options import CharCnnOptions, WordEmbeddingOptions
 from .kernel_cache import padded_rows
+from .token_cache import TokenCache
+
+
+# Rows per character-CNN call when a token cache is on (see encode_in_chunks).
+CHUNK_ROWS = 32
 
 
 class Highway(nn.Module):
@@ -75,6 +80,8 @@ class CharEncoder(nn.Module):
         self.b_proj = nn.Parameter(torch.zeros(output_dim))
         nn.init.normal_(self.W_proj, std=(1.0 / features) ** 0.5)
         self.activation = {"relu": torch.relu, "tanh": torch.tanh}[options.activation]
+        # Layer-0 vectors of tokens already read, for frozen inference (token_cache.py); None = off.
+        self.token_cache: TokenCache | None = None
 
     def encode_unique(self, char_ids: torch.Tensor) -> torch.Tensor:
         """(n, 50) ids of n tokens -> (n, output_dim). No de-duplication, no padding handling.
@@ -94,6 +101,21 @@ class CharEncoder(nn.Module):
             h = torch.cat([self.word_embed(char_ids[:, n_chars]), h], dim=-1)  # (n, word_dim + n_filters)
         return self.project(h)  # (n, output_dim)
 
+    def encode_padded(self, char_ids: torch.Tensor) -> torch.Tensor:
+        """encode_unique on zero rows added up to a fixed size: a bounded set of shapes for oneDNN's
+        kernel cache (kernel_cache.py). (n, ids) -> (n, output_dim)."""
+        n = char_ids.shape[0]
+        return self.encode_unique(F.pad(char_ids, (0, 0, 0, padded_rows(n) - n)))[:n]
+
+    def encode_in_chunks(self, char_ids: torch.Tensor) -> torch.Tensor:
+        """encode_unique in chunks of exactly CHUNK_ROWS rows (the last one padded), so that every
+        vector comes out of the same kernels whatever else is encoded with it: bit-identical across
+        batches, which the token cache needs (a kernel chosen for another row count may round
+        differently). (n, ids) -> (n, output_dim)."""
+        n = char_ids.shape[0]
+        padded = F.pad(char_ids, (0, 0, 0, -n % CHUNK_ROWS))
+        return torch.cat([self.encode_unique(chunk) for chunk in padded.split(CHUNK_ROWS)])[:n]
+
     def project(self, h: torch.Tensor) -> torch.Tensor:
         """(n, features) -> (n, output_dim); the int8 copy (quantized.py) overrides it."""
         return torch.addmm(self.b_proj, h, self.W_proj)
@@ -106,9 +128,13 @@ class CharEncoder(nn.Module):
             out = flat.new_zeros((flat.shape[0], self.output_dim), dtype=self.char_embed.weight.dtype)
             return out.reshape(batch, n_tokens, self.output_dim)
         unique, inverse = torch.unique(flat[present], dim=0, return_inverse=True)  # (n, n_chars)
-        # Zero rows up to a fixed size: a bounded set of shapes for oneDNN's kernel cache (kernel_cache.py).
-        unique = F.pad(unique, (0, 0, 0, padded_rows(unique.shape[0]) - unique.shape[0]))
-        encoded = self.encode_unique(unique)  # float32, or bf16 under autocast
+        cache = self.token_cache
+        if cache is not None and cache.usable(unique):
+            encoded = cache.encode(unique, self.encode_in_chunks, self.parameters())
+        elif cache is not None and cache.enabled_now(unique):  # more distinct tokens than it holds
+            encoded = self.encode_in_chunks(unique)
+        else:
+            encoded = self.encode_padded(unique)  # float32, or bf16 under autocast
         out = flat.new_zeros((flat.shape[0], self.output_dim), dtype=encoded.dtype)
         out[present] = encoded[inverse]
         return out.reshape(batch, n_tokens, self.output_dim)

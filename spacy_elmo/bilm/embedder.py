@@ -21,6 +21,7 @@ import torch
 
 from ..atomic import atomic_path, output_file_problem
 from .model import BiLM
+from .token_cache import TokenCache
 
 OutputFormat = Literal["all", "top", "average"]
 Piece = tuple[int, int, int]  # (sentence index, first token, end token)
@@ -37,14 +38,19 @@ class Embedder:
     bilm: the model (its `stateful` flag must be off: sorting would otherwise mix up states).
     batch_size: most sentences per batch.
     max_batch_tokens: most tokens (padding included) per batch, so long sentences don't exhaust memory.
+    token_cache: keep the layer-0 vectors of this many recently read distinct tokens so the
+        character CNN runs on new spellings only (token_cache.py; the results do not change). The
+        biLM must stay frozen while the Embedder uses it. 0 = leave the biLM's cache as it is.
     """
 
-    def __init__(self, bilm: BiLM, batch_size: int = 64, max_batch_tokens: int = 8192):
+    def __init__(self, bilm: BiLM, batch_size: int = 64, max_batch_tokens: int = 8192, token_cache: int = 0):
         if bilm.stateful:
             raise ValueError("Embedder needs a stateless biLM (stateful=False): it reorders sentences")
         if batch_size < 1 or max_batch_tokens < 1:
             raise ValueError("batch_size and max_batch_tokens must be positive")
         self.bilm = bilm.eval()
+        if token_cache and bilm.char_encoder.token_cache is None:
+            bilm.char_encoder.token_cache = TokenCache(token_cache)
         self.batch_size = batch_size
         self.max_batch_tokens = max_batch_tokens
 

@@ -209,6 +209,7 @@ class Int8CharEncoder(CharEncoder):
         self.word_embed = copy.deepcopy(encoder.word_embed)  # ELMoForManyLangs word vectors, or None
         self.highways = nn.ModuleList(Int8Highway(hw) for hw in encoder.highways)
         self.projection = Int8Linear(encoder.W_proj, encoder.b_proj)
+        self.token_cache = copy.deepcopy(encoder.token_cache)  # its own, empty: other weights
 
     def project(self, h: torch.Tensor) -> torch.Tensor:
         return self.projection(h)

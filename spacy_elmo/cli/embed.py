@@ -11,6 +11,7 @@ from wasabi import msg
 from ..atomic import output_file_problem
 from ..bilm.embedder import Embedder, embed_file
 from ..bilm.precision import PRECISIONS, precision_fallback, with_precision
+from ..bilm.token_cache import DEFAULT_TOKEN_CACHE
 from . import app
 from ._common import (
     DeviceOpt, ModelOpt, OptionsFileOpt, ThreadsOpt, WeightFileOpt, check_device_or_exit, check_output_or_exit,
@@ -36,6 +37,7 @@ def embed_cli(
     threads: int = ThreadsOpt,
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
     precision: str = typer.Option("float32", "--precision", help="float32 (exact), bfloat16 or int8: faster, approximate (docs/inference.md)."),
+    token_cache: int = typer.Option(DEFAULT_TOKEN_CACHE, "--token-cache", min=0, help="Keep the layer-0 vectors of this many recently read distinct words, so the character CNN runs on new spellings only (same results). 0 = off."),
 ) -> None:
     """Embed every line of INPUT_FILE with ELMo and write OUTPUT_FILE in the AllenNLP layout.
 
@@ -56,7 +58,7 @@ def embed_cli(
         precision = "float32"
     bilm, _ = load_model_or_exit(model, options_file, weight_file, device)
     bilm = with_precision(bilm, precision, copy=False)
-    embedder = Embedder(bilm, batch_size=batch_size, max_batch_tokens=max_batch_tokens)
+    embedder = Embedder(bilm, batch_size=batch_size, max_batch_tokens=max_batch_tokens, token_cache=token_cache)
     try:
         with cleanup_on_sigterm():  # a killed run leaves no temporary output behind
             n = embed_file(embedder, input_file, output_file, output_format, use_sentence_keys, forget_sentences, progress)

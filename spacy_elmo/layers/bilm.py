@@ -32,6 +32,7 @@ from thinc.types import Floats3d
 from ..bilm import BiLM
 from ..bilm.embedder import Embedder, windows
 from ..bilm.precision import with_precision
+from ..bilm.token_cache import DEFAULT_TOKEN_CACHE, TokenCache
 
 ElmoLayers = list[Floats3d]  # per doc: (n_layers + 1, len(doc), dim)
 Row = tuple[int, np.ndarray]  # (doc index, token indices)
@@ -54,7 +55,11 @@ CONTEXTS = ("auto", "sentence", "doc")
 
 
 def ElmoBiLM(
-    words_per_batch: int = 2000, window_size: int = 256, context: str = "auto", threads: int = 0
+    words_per_batch: int = 2000,
+    window_size: int = 256,
+    context: str = "auto",
+    threads: int = 0,
+    token_cache: int = DEFAULT_TOKEN_CACHE,
 ) -> Model[list[Doc], ElmoLayers]:
     """A Thinc model running an ELMo biLM over Docs; attach the torch module with `set_bilm`.
 
@@ -63,9 +68,13 @@ def ElmoBiLM(
     context: what one biLM row holds: "sentence", "doc" (as much of the doc as window_size allows,
         cut between sentences) or "auto" (sentences if the doc has boundaries, else "doc").
     threads: torch threads while the biLM runs (process-wide, as torch has it); 0 = torch's default.
+    token_cache: layer-0 vectors of this many recently read distinct tokens kept for prediction,
+        so the character CNN runs on new spellings only (bilm/token_cache.py); 0 = off.
     """
     if threads < 0:
         raise ValueError(f"threads must be >= 0 (0 = torch's default), got {threads}")
+    if token_cache < 0:
+        raise ValueError(f"token_cache must be >= 0 (0 = off), got {token_cache}")
     if words_per_batch < 1 or window_size < 1:
         raise ValueError("words_per_batch and window_size must be positive")
     if context not in CONTEXTS:
@@ -79,6 +88,7 @@ def ElmoBiLM(
             "window_size": int(window_size),
             "context": context,
             "threads": int(threads),
+            "token_cache": int(token_cache),
         },
     )
 
@@ -91,9 +101,21 @@ def set_bilm(model: Model, bilm: BiLM, device: torch.device | None = None, preci
     """
     weights = PyTorchShim(bilm.eval(), device=device)
     inference = with_precision(bilm, precision, weights.device)
+    # A new, empty cache of layer-0 vectors: none may come from other weights. Used only where no
+    # gradient is recorded; the component also clears it before it fine-tunes the biLM.
+    size = model.attrs.get("token_cache", 0)
+    inference.char_encoder.token_cache = TokenCache(size) if size else None
     model.shims[:] = [weights] if inference is bilm else [weights, PyTorchShim(inference, device=weights.device)]
     model.set_dim("nL", bilm.n_layers, force=True)
     model.set_dim("nO", bilm.output_dim, force=True)
+
+
+def clear_token_cache(model: Model) -> None:
+    """Forget the layer-0 vectors kept for prediction (before the biLM's weights change)."""
+    for shim in model.shims:
+        cache = shim._model.char_encoder.token_cache
+        if cache is not None:
+            cache.clear()
 
 
 def get_bilm(model: Model) -> BiLM | None:

@@ -15,6 +15,7 @@ import numpy as np
 
 from ..bilm import load_bilm
 from ..bilm.embedder import Embedder
+from ..bilm.token_cache import DEFAULT_TOKEN_CACHE
 
 MIX = "mix"
 
@@ -33,7 +34,7 @@ class Throughput:
 
 def load_embedder(model_dir: str | Path, batch_size: int = 64, device: str = "cpu") -> Embedder:
     """A stateless biLM from a model directory (options.json + weights.hdf5), wrapped for batching."""
-    return Embedder(load_bilm(model_dir, device=device), batch_size=batch_size)
+    return Embedder(load_bilm(model_dir, device=device), batch_size=batch_size, token_cache=DEFAULT_TOKEN_CACHE)
 
 
 def _reduce_all(
