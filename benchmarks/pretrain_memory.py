@@ -1,7 +1,7 @@
 """Resident memory and words/s of a short pretraining run (the leg memory-growth check in docs/pretraining.md):
 
     python benchmarks/pretrain_memory.py 400
-    ONEDNN_PRIMITIVE_CACHE_CAPACITY=8 python benchmarks/pretrain_memory.py 400
+    ONEDNN_PRIMITIVE_CACHE_CAPACITY=1024 python benchmarks/pretrain_memory.py 400   # oneDNN's default cache
 
 Needs corpus/pretrain_train.txt (scripts/prepare_mixture.py). Prints words/s per 50 steps and RSS every 10 s.
 """

@@ -129,10 +129,8 @@ class CharEncoder(nn.Module):
             return out.reshape(batch, n_tokens, self.output_dim)
         unique, inverse = torch.unique(flat[present], dim=0, return_inverse=True)  # (n, n_chars)
         cache = self.token_cache
-        if cache is not None and cache.usable(unique):
+        if cache is not None and cache.enabled_now(unique):
             encoded = cache.encode(unique, self.encode_in_chunks, self.parameters())
-        elif cache is not None and cache.enabled_now(unique):  # more distinct tokens than it holds
-            encoded = self.encode_in_chunks(unique)
         else:
             encoded = self.encode_padded(unique)  # float32, or bf16 under autocast
         out = flat.new_zeros((flat.shape[0], self.output_dim), dtype=encoded.dtype)

@@ -2,7 +2,7 @@
 
 oneDNN (torch's CPU backend for convolutions and bf16 matrix products) builds a kernel for every
 new problem and keeps up to 1,024 of them. A pretraining process grew by gigabytes this way
-(docs/pretraining.md, "memory grows during a leg"): the char CNN's row count is the number of
+(docs/pretraining.md, "Memory during a leg"): the char CNN's row count is the number of
 distinct tokens in a batch, different almost every step, and the cache held kernels by the
 thousand. Two measures:
 

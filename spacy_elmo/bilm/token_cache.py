@@ -53,10 +53,6 @@ class TokenCache:
         """False while autograd records (training) or under autocast: the cache is bypassed."""
         return self.max_tokens > 0 and not torch.is_grad_enabled() and not torch.is_autocast_enabled(rows.device.type)
 
-    def usable(self, rows: torch.Tensor) -> bool:
-        """Whether a lookup may serve these rows now (not in a batch with more distinct tokens than it holds)."""
-        return 0 < rows.shape[0] <= self.max_tokens and self.enabled_now(rows)
-
     def encode(
         self,
         rows: torch.Tensor,
@@ -66,7 +62,10 @@ class TokenCache:
         """Distinct character-id rows (n, ids_per_token) -> their layer-0 vectors (n, dim).
 
         `encode` computes vectors for the rows not kept yet; `parameters` are the weights it uses.
+        A batch with more distinct tokens than the cache holds is encoded whole, without it.
         """
+        if rows.shape[0] > self.max_tokens:
+            return encode(rows)
         signature = tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in parameters)
         keys = [row.tobytes() for row in rows.cpu().numpy()]
         with self._lock:
