@@ -37,10 +37,10 @@ from spacy_elmo.pretrain.distributed import init_distributed, shutdown
 from spacy_elmo.pretrain.export import load_language_model
 from spacy_elmo.pretrain.metrics import read_events
 from spacy_elmo.pretrain.softmax import FullSoftmax
-from spacy_elmo.pretrain.train import Trainer
+from spacy_elmo.pretrain.train import Trainer, decay_factor
 from cli_output import printed
 from tiny_pretrain import (  # noqa: F401 (corpus, dev_corpus, restore_torch_globals: fixtures)
-    corpus, dev_corpus, free_port, run_processes, grammar_corpus, restore_torch_globals, train, train_losses, write_config,
+    assert_same_run, corpus, dev_corpus, free_port, run_processes, grammar_corpus, restore_torch_globals, train, train_losses, write_config,
 )
 
 runner = CliRunner()
@@ -276,6 +276,28 @@ def test_max_minutes_ends_the_run_where_it_logs_and_a_resume_goes_on(tmp_path, c
         train(config, tmp_path / "a", training__max_minutes=-1)
     with pytest.raises(ConfigError, match="never end"):
         train(config, tmp_path / "b", training__max_steps=0, training__max_epochs=0)
+
+
+def test_learning_rate_decays_linearly_and_a_later_leg_may_start_the_decay(tmp_path, corpus):
+    config = write_config(tmp_path, corpus)
+    decay = {"training__lr_decay_start": 4, "training__lr_decay_end": 8, "training__lr_final_fraction": 0.1}
+    reference = tmp_path / "reference"
+    train(config, reference, training__max_steps=10, **decay)
+    rates = [e["lr"] for e in read_events(reference / "metrics.jsonl") if e["event"] == "train"]
+    lr = 0.03  # step k (1-based) runs at the rate of k - 1 steps done
+    assert rates == pytest.approx([lr] * 5 + [lr * f for f in (0.775, 0.55, 0.325, 0.1, 0.1)])
+    # The decay is a change a resumed leg may make: four constant steps, then a leg with the decay,
+    # ends exactly where the run with the decay from the start ended.
+    legs = tmp_path / "legs"
+    train(config, legs, training__max_steps=4)
+    train(config, legs, resume=True, training__max_steps=10, **decay)
+    assert_same_run(legs, reference, 10)
+    assert [decay_factor(s, 0, 0, 0.1) for s in (0, 10**9)] == [1.0, 1.0]  # both 0: constant
+    assert decay_factor(10**9, 4, 8, 0.25) == 0.25
+    with pytest.raises(ConfigError, match="lr_decay_end"):
+        train(config, tmp_path / "a", training__max_steps=2, training__lr_decay_start=5, training__lr_decay_end=5)
+    with pytest.raises(ConfigError, match="lr_final_fraction"):
+        train(config, tmp_path / "b", training__max_steps=2, training__lr_decay_end=5, training__lr_final_fraction=0)
 
 
 def test_a_leg_continues_on_a_fresh_machine_from_model_and_leg_state(tmp_path, corpus):

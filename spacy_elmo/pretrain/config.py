@@ -110,6 +110,12 @@ checkpoint_every = 1000
 # After --resume from a leg state (no optimizer moments), ramp the learning rate up over this many
 # steps while Adam/Adagrad re-estimate them.
 restart_warmup_steps = 300
+# Linear decay of the learning rate from step lr_decay_start to step lr_decay_end, down to
+# learning_rate * lr_final_fraction (and kept there after). 0 and 0 = a constant rate. May be set
+# when a later leg resumes, to anneal the end of a long run.
+lr_decay_start = 0
+lr_decay_end = 0
+lr_final_fraction = 0.1
 log_every = 50
 # Held-out perplexity every N steps (0 = only at the end), on at most eval_max_sentences lines.
 eval_every = 0
@@ -125,6 +131,7 @@ RESUMABLE_CHANGES = {
     # They change what the run computes from the resume point on, not up to it: a later leg may
     # anneal the learning rate.
     "training.learning_rate", "training.restart_warmup_steps",
+    "training.lr_decay_start", "training.lr_decay_end", "training.lr_final_fraction",
 }
 
 
@@ -166,6 +173,9 @@ class TrainingSettings:
     mixed_precision: str = "bf16"
     checkpoint_every: int = 1000
     restart_warmup_steps: int = 300
+    lr_decay_start: int = 0
+    lr_decay_end: int = 0
+    lr_final_fraction: float = 0.1
     log_every: int = 50
     eval_every: int = 0
     eval_max_sentences: int = 2000
@@ -176,7 +186,7 @@ class TrainingSettings:
             if getattr(self, name) < 1:
                 raise ConfigError(f"training.{name} must be at least 1")
         for name in ("max_steps", "max_epochs", "max_minutes", "checkpoint_every", "eval_every", "eval_max_sentences",
-                     "restart_warmup_steps",
+                     "restart_warmup_steps", "lr_decay_start", "lr_decay_end",
                      "grad_clip", "adagrad_initial_accumulator"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"training.{name} must not be negative")
@@ -192,6 +202,13 @@ class TrainingSettings:
             raise ConfigError("training.dropout must be in [0, 1)")
         if self.learning_rate <= 0:
             raise ConfigError("training.learning_rate must be positive")
+        if (self.lr_decay_start or self.lr_decay_end) and self.lr_decay_end <= self.lr_decay_start:
+            raise ConfigError(
+                f"training.lr_decay_end ({self.lr_decay_end}) must be after training.lr_decay_start "
+                f"({self.lr_decay_start}); set both to 0 for a constant learning rate"
+            )
+        if not 0.0 < self.lr_final_fraction <= 1.0:
+            raise ConfigError("training.lr_final_fraction must be in (0, 1]")
 
 
 @dataclass(frozen=True)

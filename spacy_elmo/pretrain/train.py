@@ -153,6 +153,15 @@ def autocast_dtype(mixed_precision: str, device: torch.device) -> torch.dtype | 
 
 
 # The step limit of a run that only max_minutes ends (a number, so that comparisons stay simple).
+def decay_factor(step: int, start: int, end: int, final_fraction: float) -> float:
+    """The learning rate's multiplier at `step`: 1 until `start`, falling linearly to
+    `final_fraction` at `end`, then `final_fraction`; always 1 when start and end are both 0."""
+    if start == 0 and end == 0:
+        return 1.0
+    progress = min(1.0, max(0.0, (step - start) / (end - start)))
+    return 1.0 - progress * (1.0 - final_fraction)
+
+
 UNLIMITED_STEPS = 2**62
 
 
@@ -312,9 +321,10 @@ class Trainer:
         return dtype
 
     def _set_learning_rate(self) -> None:
-        """The configured rate, ramped up linearly after a resume without optimizer moments."""
+        """The configured rate, decayed linearly over [lr_decay_start, lr_decay_end] when set, and
+        ramped up linearly after a resume without optimizer moments."""
         t = self.settings.training
-        rate = t.learning_rate
+        rate = t.learning_rate * decay_factor(self.step, t.lr_decay_start, t.lr_decay_end, t.lr_final_fraction)
         if self.warmup_start is not None and t.restart_warmup_steps:
             rate *= min(1.0, (self.step - self.warmup_start + 1) / t.restart_warmup_steps)
         for group in self.optimizer.param_groups:
