@@ -46,6 +46,7 @@ def model_card(meta: dict, options: dict, n_params: int, report: str, command: s
         f"| char CNN | {sum(n for _, n in cnn['filters'])} filters (widths {', '.join(str(w) for w, _ in cnn['filters'])}), {cnn['n_highway']} highway |",
         f"| corpus | {meta.get('corpus_description') or ' + '.join(meta.get('corpus_files') or meta.get('corpus', [])) or 'n/a'} ({_fmt((meta.get('corpus_stats') or {}).get('tokens'), 0)} tokens as spaCy splits them) |",
         f"| training | {meta.get('steps', 'n/a')} steps ({meta.get('epochs', 'n/a')} epochs), {_fmt(meta.get('words'), 0)} words seen, {_fmt((meta.get('training_seconds') or 0) / 60, 0)} min, vocabulary {meta.get('vocab_size', 'n/a')} (sampled softmax) |",
+        f"| optimizer | {optimizer_summary(meta.get('optimizer'))} |",
         f"| tokenizer | {meta.get('tokenizer', 'n/a')} (train with the tokenizer you embed with) |",
         f"| dev perplexity (fwd / bwd / mean, exact) | {_fmt(dev.get('fwd'))} / {_fmt(dev.get('bwd'))} / {_fmt(dev.get('avg'))} on {', '.join(Path(f).name for f in dev.get('files', [])) or 'n/a'} |",
         f"| test perplexity (fwd / bwd / mean, exact) | {_fmt(test.get('fwd_ppl'))} / {_fmt(test.get('bwd_ppl'))} / {_fmt(test.get('ppl'))} on {test.get('source', 'n/a')} |",
@@ -75,6 +76,20 @@ def model_card(meta: dict, options: dict, n_params: int, report: str, command: s
         "same way (`model=` or `options_file` + `weight_file`).",
     ]
     return "\n".join(lines) + "\n"
+
+
+def optimizer_summary(optimizer: dict | None) -> str:
+    """'adam, learning rate 0.002, falling linearly to 10 % from step 35,000 to 60,214' (the last leg's settings)."""
+    if not optimizer:
+        return "n/a"
+    text = f"{optimizer['name']}, learning rate {optimizer['learning_rate']:g}"
+    decay = optimizer.get("lr_decay")
+    if decay:
+        text += f", falling linearly to {decay['final_fraction']:.0%} of it from step {decay['start']:,} to {decay['end']:,}"
+    batch = optimizer.get("batch")
+    if batch:
+        text += f"; batches of {batch['sequences']} x {batch['unroll_steps']} tokens"
+    return text
 
 
 def budget_paragraph(meta: dict, n_params: int) -> str:

@@ -93,10 +93,14 @@ def test_ship_script_writes_weights_card_and_portable_meta(tiny_bilm, tmp_path):
     mixture = {"kind": "mixture", "words": 7, "dedup": True, "exclude": None, "source": "a x2 + b x1",
                "sources": {"a": {"weight": 2.0, "words_written": 4}, "b": {"weight": 1.0, "words_written": 3}}}
     corpus_meta.write_text(json.dumps(mixture))
-    save_model_dir(tiny_bilm, run / "model", meta={**meta, "optimizer_resets": [5000]})
+    optimizer = {"name": "adam", "learning_rate": 0.002, "lr_decay": {"start": 35000, "end": 60214, "final_fraction": 0.1},
+                 "batch": {"sequences": 64, "unroll_steps": 20}}
+    save_model_dir(tiny_bilm, run / "model", meta={**meta, "optimizer_resets": [5000], "optimizer": optimizer})
     result = CliRunner().invoke(app, [str(run), "--corpus-meta", str(corpus_meta), "--into", str(into)])
     assert result.exit_code == 0, result.output
     card = (into / "MODEL_CARD.md").read_text()
     assert "mixture of a 4 (x2) + b 3 (x1) = 7 words (lines deduplicated)" in card
+    assert "adam, learning rate 0.002, falling linearly to 10% of it from step 35,000 to 60,214; batches of 64 x 20" in card
+    assert "| optimizer | n/a |" not in card
     assert "restarting the optimizer's moments at step(s) 5,000" in card
     assert json.loads((into / "meta.json").read_text())["corpus_sources"]["a"] == {"weight": 2.0, "words": 4}

@@ -292,6 +292,9 @@ def test_learning_rate_decays_linearly_and_a_later_leg_may_start_the_decay(tmp_p
     train(config, legs, training__max_steps=4)
     train(config, legs, resume=True, training__max_steps=10, **decay)
     assert_same_run(legs, reference, 10)
+    optimizer = json.loads((legs / "model" / "meta.json").read_text())["optimizer"]
+    assert optimizer["lr_decay"] == {"start": 4, "end": 8, "final_fraction": 0.1}
+    assert (optimizer["name"], optimizer["learning_rate"]) == ("adam", lr)
     assert [decay_factor(s, 0, 0, 0.1) for s in (0, 10**9)] == [1.0, 1.0]  # both 0: constant
     assert decay_factor(10**9, 4, 8, 0.25) == 0.25
     with pytest.raises(ConfigError, match="lr_decay_end"):

@@ -636,4 +636,14 @@ class Trainer:
             "time_limit_reached": self.time_limit_reached,  # training.max_minutes ended the run
             # steps where a resume from a leg state started the optimizer's moments over
             "optimizer_resets": list(self.optimizer_resets),
+            # the last leg's settings (the rate may change between legs)
+            "optimizer": {
+                "name": s.training.optimizer,
+                "learning_rate": s.training.learning_rate,
+                "lr_decay": None if not s.training.lr_decay_end else {
+                    "start": s.training.lr_decay_start, "end": s.training.lr_decay_end,
+                    "final_fraction": s.training.lr_final_fraction,
+                },
+                "batch": {"sequences": s.training.batch_size, "unroll_steps": s.training.unroll_steps},
+            },
         }
