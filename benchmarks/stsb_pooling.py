@@ -107,7 +107,7 @@ def main() -> None:
                     centered = vectors - mean
                     table["centered", name] = centered
                     table["abtt", name] = centered - (centered @ top.T) @ top
-        names = list(variants(np.stack(pooled["mean"][:1])))
+        names = [name for pooling, name in table if pooling == "mean"]
         print(f"\n{split} ({n} pairs)")
         print("pooling    " + "".join(f"{name:>10}" for name in names))
         for pooling in POOLINGS:

@@ -18,18 +18,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from spacy_elmo.bilm.token_cache import DEFAULT_TOKEN_CACHE  # noqa: E402
+from spacy_elmo.tasks.ner import read_conll  # noqa: E402
 
 
 def conll_sentences(path: Path) -> list[list[str]]:
-    sentences, current = [], []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if not line.strip() or line.startswith("-DOCSTART-"):
-            if current:
-                sentences.append(current)
-            current = []
-        else:
-            current.append(line.split()[0])
-    return sentences + ([current] if current else [])
+    """The words of every sentence of a CoNLL-2003 file, in file order."""
+    return [sentence.words for doc in read_conll(path) for sentence in doc]
 
 
 def text_lines(path: Path, max_lines: int) -> list[list[str]]:

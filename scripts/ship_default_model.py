@@ -79,7 +79,8 @@ def model_card(meta: dict, options: dict, n_params: int, report: str, command: s
 
 
 def optimizer_summary(optimizer: dict | None) -> str:
-    """'adam, learning rate 0.002, falling linearly to 10 % from step 35,000 to 60,214' (the last leg's settings)."""
+    """'adam, learning rate 0.002, falling linearly to 10% of it from step 35,000 to 60,214; batches of
+    64 x 20 tokens' (the last leg's settings)."""
     if not optimizer:
         return "n/a"
     text = f"{optimizer['name']}, learning rate {optimizer['learning_rate']:g}"

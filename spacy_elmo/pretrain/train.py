@@ -152,7 +152,6 @@ def autocast_dtype(mixed_precision: str, device: torch.device) -> torch.dtype | 
     return None
 
 
-# The step limit of a run that only max_minutes ends (a number, so that comparisons stay simple).
 def decay_factor(step: int, start: int, end: int, final_fraction: float) -> float:
     """The learning rate's multiplier at `step`: 1 until `start`, falling linearly to
     `final_fraction` at `end`, then `final_fraction`; always 1 when start and end are both 0."""
@@ -162,6 +161,7 @@ def decay_factor(step: int, start: int, end: int, final_fraction: float) -> floa
     return 1.0 - progress * (1.0 - final_fraction)
 
 
+# The step limit of a run that only max_minutes ends (a number, so that comparisons stay simple).
 UNLIMITED_STEPS = 2**62
 
 
