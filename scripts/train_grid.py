@@ -10,6 +10,8 @@ one metrics JSON (every run's test figures and their mean/sd per arm and trainin
 spacy.MultiHashEmbed.v2 of the config gets include_static_vectors, --vectors is loaded).
 --train: a .spacy file (trained once per --seeds) or a subsets.json (each subset with its seed).
 A run whose test_scores.json exists is not trained again: rerun the step to continue.
+--record DIR keeps each finished run's settings and scores in DIR (small JSON files, meant to be
+committed), where a rerun finds them when the training folder is gone (a fresh machine).
 --jobs N trains N runs at once on the CPU (spaCy's training is mostly single-threaded), each in its
 own process with cores/N threads.
 """
@@ -37,6 +39,7 @@ def main(
     task: str = typer.Option("", "--task", help="Name recorded in the JSON (e.g. sentiment)."),
     gpu_id: int = typer.Option(-1, "--gpu-id", help="-1 = CPU."),
     jobs: int = typer.Option(1, "--jobs", min=1, help="Runs trained at once on the CPU, each with an equal share of the cores."),
+    record: Optional[Path] = typer.Option(None, "--record", help="Folder where finished runs are recorded and found again (RECORD/ARM/RUN/)."),
 ) -> None:
     for path in (dev, test):
         if not path.is_file():
@@ -50,7 +53,10 @@ def main(
         typer.echo(f"--gpu-id {gpu_id}: training one run at a time on the GPU (--jobs {jobs} is for the CPU)")
         jobs = 1
     data = run_grid(arms, train, seed_list, runs, dev, test, max_steps, elmo_model=elmo_model, vectors=vectors,
-                    gpu_id=gpu_id, jobs=jobs)
+                    gpu_id=gpu_id, jobs=jobs, record_dir=record)
+    restored = sum(run["source"] == "record" for run in data["runs"])
+    if restored:
+        typer.echo(f"{restored} of {len(data['runs'])} run(s) read from the record in {record}")
     data = {"task": task, "train": str(train), "test": str(test), **data, "summary": summarize(data["runs"])}
     write_json(output, data)
     for name, points in data["summary"].items():

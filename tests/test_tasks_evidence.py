@@ -319,6 +319,87 @@ def test_a_finished_run_is_reused_only_with_the_same_settings(tmp_path):
     assert finished_scores(tmp_path, config, tmp_path / "test.spacy", settings) is None
 
 
+def _fake_training(calls: list):
+    """train_and_evaluate without spaCy: writes what the real one writes (run.json, then the scores)
+    and a score that names the run, so a test can tell which runs were trained."""
+    from spacy_elmo.tasks import grid
+    from spacy_elmo.tasks._io import write_json
+
+    def train(config, output, test, overrides, gpu_id=-1):
+        calls.append(output.name)
+        output.mkdir(parents=True, exist_ok=True)
+        write_json(output / "run.json", grid.run_settings(config, test, overrides, grid.input_fingerprints(overrides)))
+        scores = {"ents_f": 0.5 + overrides["system.seed"] / 10, "ents_p": 0.5, "ents_r": 0.5}
+        write_json(output / "test_scores.json", scores)
+        return scores
+
+    return train
+
+
+def test_the_record_carries_finished_runs_to_a_fresh_machine(tmp_path, monkeypatch):
+    """With a record folder, each finished run's settings and scores are kept there; when the
+    training folder is gone, a rerun reads them instead of training, and a biLM whose weights
+    changed under the same path trains again."""
+    from spacy_elmo.tasks import grid
+
+    elmo = tmp_path / "bilm"
+    elmo.mkdir()
+    (elmo / "options.json").write_text("{}")
+    (elmo / "weights.hdf5").write_bytes(b"weights of the first biLM")
+    (elmo / "meta.json").write_text('{"training_seconds": 1}')
+    for name in ("train", "dev", "test"):
+        (tmp_path / f"{name}.spacy").write_bytes(b"")
+    arms = [Arm.parse(f"baseline={CONFIGS / 'ner_baseline.cfg'}"), Arm.parse(f"elmo={CONFIGS / 'ner_elmo.cfg'}")]
+    args = (arms, tmp_path / "train.spacy", [0, 1], tmp_path / "runs", tmp_path / "dev.spacy", tmp_path / "test.spacy", 10)
+    calls = []
+    monkeypatch.setattr(grid, "train_and_evaluate", _fake_training(calls))
+    first = run_grid(*args, elmo_model=elmo, record_dir=tmp_path / "record")
+    assert sorted(calls) == ["f1_s0", "f1_s0", "f1_s1", "f1_s1"]
+    assert {r["source"] for r in first["runs"]} == {"trained"}
+    for arm in ("baseline", "elmo"):
+        for seed in (0, 1):
+            kept = tmp_path / "record" / arm / f"f1_s{seed}"
+            assert json.loads((kept / "test_scores.json").read_text())["ents_f"] == pytest.approx(0.5 + seed / 10)
+            assert json.loads((kept / "run.json").read_text()) == json.loads((tmp_path / "runs" / arm / f"f1_s{seed}" / "run.json").read_text())
+
+    import shutil
+
+    shutil.rmtree(tmp_path / "runs")  # a fresh machine: the training folders are gone, the record is committed
+    (elmo / "meta.json").write_text('{"training_seconds": 2}')  # rewritten by a rerun: not what the features are made of
+    calls.clear()
+    again = run_grid(*args, elmo_model=elmo, record_dir=tmp_path / "record")
+    assert calls == []
+    assert [r["scores"] for r in again["runs"]] == [r["scores"] for r in first["runs"]]
+    assert {r["source"] for r in again["runs"]} == {"record"} and {r["model"] for r in again["runs"]} == {None}
+
+    (elmo / "weights.hdf5").write_bytes(b"weights of a retrained biLM")
+    retrained = run_grid(*args, elmo_model=elmo, record_dir=tmp_path / "record")
+    assert sorted(calls) == ["f1_s0", "f1_s1"]  # the ELMo arm only: the baseline reads no biLM
+    assert [r["source"] for r in retrained["runs"]] == ["record", "trained", "record", "trained"]
+
+    calls.clear()
+    without_record = run_grid(*args[:3], tmp_path / "elsewhere", *args[4:], elmo_model=elmo)
+    assert len(calls) == 4 and not (tmp_path / "elsewhere" / "record").exists()
+    assert [r["scores"] for r in without_record["runs"]] == [r["scores"] for r in retrained["runs"]]
+
+
+def test_static_vectors_are_fingerprinted_by_their_tables(tmp_path):
+    from spacy_elmo.tasks.grid import input_fingerprints
+
+    vectors = tmp_path / "vectors"
+    (vectors / "vocab").mkdir(parents=True)
+    (vectors / "vocab" / "vectors").write_bytes(b"table one")
+    (vectors / "meta.json").write_text("{}")
+    first = input_fingerprints({"paths.vectors": str(vectors)})["vectors"]
+    (vectors / "meta.json").write_text('{"x": 1}')
+    assert input_fingerprints({"paths.vectors": str(vectors)})["vectors"] == first
+    (vectors / "vocab" / "vectors").write_bytes(b"table two")
+    assert input_fingerprints({"paths.vectors": str(vectors)})["vectors"] != first
+    assert input_fingerprints({"paths.elmo_model": "allennlp:original"}) == {"elmo_model": "name:allennlp:original"}
+    with pytest.raises(FileNotFoundError, match="static-vectors step"):
+        input_fingerprints({"paths.vectors": str(tmp_path / "missing")})
+
+
 def test_ner_over_seeds_pairs_the_main_runs_with_the_grid_seeds(tmp_path):
     """The five-seed NER rows: seed 0 from the main pair of runs, seeds 1.. from the grid; the
     gain is ELMo minus baseline of the same seed; n/a until the grid has run."""

@@ -4,8 +4,11 @@ Used for the evidence the report gives beyond the main NER runs: text classifica
 without ELMo, the learning curve (nested subsets of the NER training data) and the static-vector
 arms. Each run is `spacy train` (in-process) with a few overrides of a shipped config, then
 `nlp.evaluate` on the test set; a run whose scores file exists, made with the same settings
-(run.json: config text, overrides, data, seed, budget), is skipped, so a step killed half-way
-continues where it stopped and a changed setting retrains.
+(run.json: config text, overrides, data, seed, budget, and the content of the biLM and static
+vectors it read), is skipped, so a step killed half-way continues where it stopped and a changed
+setting retrains. With a record folder, each finished run's run.json + test_scores.json are also
+kept there (a few hundred bytes, meant for git), so a grid longer than one sitting continues on a
+fresh machine whose training folders are gone.
 
     arms = [Arm.parse("baseline=configs/ner_baseline.cfg"), Arm.parse("elmo_vectors=configs/ner_elmo.cfg+vectors")]
     run_grid(arms, train_sets, seeds, "training/ner_curve", dev=..., test=..., max_steps=20000, jobs=2)
@@ -175,7 +178,7 @@ def train_and_evaluate(config: Path, output: Path, test: Path, overrides: dict[s
     from spacy.util import load_model
 
     (output / "test_scores.json").unlink(missing_ok=True)  # a stale mark must not outlive new settings
-    write_json(output / "run.json", run_settings(config, test, overrides))
+    write_json(output / "run.json", run_settings(config, test, overrides, input_fingerprints(overrides)))
     spacy_train(config, output, use_gpu=gpu_id, overrides=overrides)
     nlp = load_model(output / "model-best")
     scores = nlp.evaluate(list(Corpus(test)(nlp)))
@@ -185,18 +188,63 @@ def train_and_evaluate(config: Path, output: Path, test: Path, overrides: dict[s
     return scores
 
 
-def run_settings(config: Path, test: Path, overrides: dict[str, Any]) -> dict:
-    """What a finished run's scores depend on: reused only when all of it is unchanged."""
+def run_settings(config: Path, test: Path, overrides: dict[str, Any], inputs: dict[str, str] | None = None) -> dict:
+    """What a finished run's scores depend on: reused only when all of it is unchanged. `inputs`:
+    input_fingerprints(overrides), so a retrained biLM under the same path retrains the runs."""
     digest = hashlib.sha256(Path(config).read_bytes()).hexdigest()
-    return {"config": str(config), "config_sha256": digest, "test": str(test), "overrides": {k: overrides[k] for k in sorted(overrides)}}
+    return {"config": str(config), "config_sha256": digest, "test": str(test),
+            "overrides": {k: overrides[k] for k in sorted(overrides)}, "inputs": dict(sorted((inputs or {}).items()))}
 
 
-def finished_scores(output: Path, config: Path, test: Path, overrides: dict[str, Any]) -> dict | None:
+# The files a run's features are made of: a biLM's architecture and weights (not its softmax or
+# meta.json, which a rerun of the same training rewrites with new timings), and the tables of a
+# `spacy init vectors` output.
+ELMO_MODEL_FILES = ("options.json", "weights.hdf5")
+VECTORS_FOLDER = "vocab"
+
+
+def input_fingerprints(overrides: dict[str, Any]) -> dict[str, str]:
+    """{'elmo_model': sha256, 'vectors': sha256} of the biLM and static vectors an arm reads (only
+    those its overrides name). A biLM given by name rather than as a folder is fingerprinted by
+    its name."""
+    out = {}
+    if "paths.elmo_model" in overrides:
+        model = Path(overrides["paths.elmo_model"])
+        files = [model / name for name in ELMO_MODEL_FILES if (model / name).is_file()]
+        out["elmo_model"] = _digest(files, model) if files else "name:" + str(overrides["paths.elmo_model"])
+    if "paths.vectors" in overrides:
+        folder = Path(overrides["paths.vectors"]) / VECTORS_FOLDER
+        files = sorted(p for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else []
+        if not files:
+            raise FileNotFoundError(f"{folder}: no vector tables; run the static-vectors step first")
+        out["vectors"] = _digest(files, folder)
+    return out
+
+
+def _digest(files: list[Path], root: Path) -> str:
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def finished_scores(output: Path, config: Path, test: Path, overrides: dict[str, Any],
+                    inputs: dict[str, str] | None = None) -> dict | None:
     """The test scores of a run made with these settings, or None (not run, killed, or changed)."""
     done, settings = output / "test_scores.json", output / "run.json"
     if not (done.is_file() and settings.is_file()):
         return None
-    return read_json(done) if read_json(settings) == run_settings(config, test, overrides) else None
+    return read_json(done) if read_json(settings) == run_settings(config, test, overrides, inputs) else None
+
+
+def keep_record(output: Path, record: Path) -> None:
+    """Copy a finished run's run.json and test_scores.json into its record folder (scores last:
+    they mark the record complete, as in the run's own folder)."""
+    for name in ("run.json", "test_scores.json"):
+        write_json(record / name, read_json(output / name))
 
 
 def _plain(value: Any) -> Any:
@@ -220,18 +268,20 @@ def headline(scores: dict) -> dict[str, float | None]:
 def run_grid(
     arms: list[Arm], train: str | Path, seeds: list[int], output_dir: str | Path, dev: str | Path, test: str | Path,
     max_steps: int, elmo_model: str | Path | None = None, vectors: str | Path | None = None, gpu_id: int = -1,
-    jobs: int = 1,
+    jobs: int = 1, record_dir: str | Path | None = None,
 ) -> dict:
     """Train and evaluate every arm on every training set; subsets of a manifest train with their
     own seed, a single .spacy file once per seed. jobs > 1 trains that many runs at once, each in
-    its own process with an equal share of the CPU cores (CPU only). Returns {'runs': [...],
-    'total_docs': n} with the runs in planned order, however many ran at once."""
+    its own process with an equal share of the CPU cores (CPU only). record_dir: where finished
+    runs are recorded (RECORD/ARM/RUN/) and found again when their own folder is gone. Returns
+    {'runs': [...], 'total_docs': n} with the runs in planned order, however many ran at once."""
     if jobs < 1:
         raise ValueError(f"jobs must be at least 1, got {jobs}")
     if jobs > 1 and gpu_id >= 0:
         raise ValueError("jobs > 1 trains on the CPU only; use jobs = 1 with a GPU")
     sets, total = train_sets(train)
     overrides = {arm.name: arm_overrides(arm, elmo_model, vectors) for arm in arms}  # fail before training
+    inputs = {name: input_fingerprints(values) for name, values in overrides.items()}
     planned = []  # (arm, train set, seed, output folder, settings)
     for train_set in sets:
         for seed in [train_set.seed] if train_set.seed is not None else seeds:
@@ -239,16 +289,31 @@ def run_grid(
                 settings = {"paths.train": str(train_set.path), "paths.dev": str(dev), "system.seed": seed,
                             "training.max_steps": max_steps, **overrides[arm.name]}
                 planned.append((arm, train_set, seed, Path(output_dir) / arm.name / run_name(train_set, seed), settings))
-    scores = [finished_scores(output, arm.config, Path(test), settings) for arm, _, _, output, settings in planned]
+    def record_of(output: Path) -> Path | None:
+        return None if record_dir is None else Path(record_dir) / output.relative_to(Path(output_dir))
+
+    scores, sources = [], []
+    for arm, _, _, output, settings in planned:
+        found = finished_scores(output, arm.config, Path(test), settings, inputs[arm.name])
+        record = record_of(output)
+        if found is not None and record is not None:
+            keep_record(output, record)  # finished before the record existed
+        recorded = None if found is not None or record is None else finished_scores(
+            record, arm.config, Path(test), settings, inputs[arm.name])
+        scores.append(found if recorded is None else recorded)
+        sources.append("trained" if recorded is None else "record")
     pending = {i: (planned[i][0].config, planned[i][3], Path(test), planned[i][4], gpu_id)
                for i, found in enumerate(scores) if found is None}
     for i, found in _train_all(pending, jobs):
         scores[i] = found
+        if (record := record_of(planned[i][3])) is not None:
+            keep_record(planned[i][3], record)  # as each run finishes: a killed step loses only the runs in flight
     runs = [
         {"arm": arm.name, "config": str(arm.config), "static_vectors": arm.static_vectors,
-         "fraction": train_set.fraction, "seed": seed, "train_docs": train_set.docs, "model": str(output / "model-best"),
+         "fraction": train_set.fraction, "seed": seed, "train_docs": train_set.docs,
+         "model": str(output / "model-best") if source == "trained" else None, "source": source,
          "scores": headline(found)}
-        for (arm, train_set, seed, output, _), found in zip(planned, scores)
+        for (arm, train_set, seed, output, _), found, source in zip(planned, scores, sources)
     ]
     return {"total_docs": total, "max_steps": max_steps, "runs": runs}
 
