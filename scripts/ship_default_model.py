@@ -6,13 +6,18 @@
 Only the biLM ships (options.json + weights.hdf5 + meta.json + MODEL_CARD.md): the softmax and the
 vocabulary are needed for training, not for embedding. The weights are re-read and checked by
 loading them before the copy replaces the shipped model.
+
+When a model is already shipped, the new one replaces it only if it is not worse on any dev figure
+both have (held-out perplexity on the same file, STS-B dev and WiC dev of the mix: --stsb, --wic
+and the shipped model's --shipped-report); test figures play no part. --accept-worse NAME ships
+anyway; the card's comparison table says which figure was accepted worse.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -21,6 +26,7 @@ from spacy_elmo.bilm import load_bilm
 from spacy_elmo.bilm.weights import META_NAME, save_model_dir
 from spacy_elmo.default_model import DEFAULT_MODEL_DIR
 from spacy_elmo.pretrain.metrics import read_events
+from spacy_elmo.tasks import shipping
 from spacy_elmo.tasks.pretrain_corpus import describe_corpus
 
 
@@ -28,7 +34,8 @@ def _fmt(value, digits: int = 1) -> str:
     return "n/a" if value is None else f"{value:,.{digits}f}"
 
 
-def model_card(meta: dict, options: dict, n_params: int, report: str, command: str, ship_command: str) -> str:
+def model_card(meta: dict, options: dict, n_params: int, report: str, command: str, ship_command: str,
+               decision: str = "") -> str:
     lstm, cnn = options["lstm"], options["char_cnn"]
     dev = meta.get("dev_perplexity") or {}
     test = meta.get("test_perplexity") or {}
@@ -55,6 +62,10 @@ def model_card(meta: dict, options: dict, n_params: int, report: str, command: s
         "",
         budget_paragraph(meta, n_params),
         "",
+    ]
+    if decision:
+        lines += ["## Why it replaced the model shipped before (dev figures only)", "", decision, ""]
+    lines += [
         "## Evaluation",
         "",
     ]
@@ -130,10 +141,30 @@ def main(
         "--command", help="The command that trained the model (written into the card).",
     ),
     into: Path = typer.Option(DEFAULT_MODEL_DIR, "--into", help="Where to ship it (the package's default model folder)."),
+    stsb: Optional[Path] = typer.Option(None, "--stsb", help="The new model's evaluate-stsb metrics (its dev figure is compared)."),
+    wic: Optional[Path] = typer.Option(None, "--wic", help="The new model's evaluate-wic metrics (its dev figure is compared)."),
+    shipped_report: Path = typer.Option(Path("reports/report.json"), "--shipped-report", help="report.json of the model shipped now (its STS-B and WiC dev figures)."),
+    accept_worse: List[str] = typer.Option([], "--accept-worse", help="Ship even though this figure is worse on dev: perplexity, stsb or wic (repeatable)."),
 ) -> None:
     source = run_dir / "model"
     bilm = load_bilm(source)  # fails loudly on a bad model before anything is replaced
     meta = json.loads((source / META_NAME).read_text(encoding="utf-8")) if (source / META_NAME).is_file() else {}
+    decision = ""
+    if (into / META_NAME).is_file():  # a model is shipped: the new one must not be worse on dev
+        shipped_meta = json.loads((into / META_NAME).read_text(encoding="utf-8"))
+        new = shipping.dev_figures_of_candidate(meta, shipping.load_optional(stsb), shipping.load_optional(wic))
+        old = shipping.dev_figures_of_shipped(shipped_meta, shipping.load_optional(shipped_report))
+        rows = shipping.compare(new, old)
+        try:
+            ok, reason = shipping.decide(rows, set(accept_worse))
+        except ValueError as err:
+            raise typer.BadParameter(str(err)) from None
+        decision = shipping.comparison_table(rows, (old["oov_rate"], new["oov_rate"])) + f"\n\nDecision: {reason}."
+        typer.echo(decision)
+        if not ok:
+            typer.echo(f"Not shipped: {reason}", err=True)
+            raise typer.Exit(1)
+        meta["ship_decision"] = {"rows": rows, "reason": reason}
     # File names, not this machine's paths.
     meta["corpus"] = [Path(c).name for c in meta.get("corpus", [])]
     if meta.get("dev_perplexity", {}).get("files"):
@@ -158,10 +189,11 @@ def main(
     if report_text.startswith("# "):  # the report's own title; the card has one
         report_text = report_text.split("\n", 1)[-1].strip()
     ship_command = f"python scripts/ship_default_model.py {run_dir}" + "".join(
-        f" --{flag} {path}" for flag, path in (("report", report), ("perplexity", perplexity), ("corpus-meta", corpus_meta)) if path
-    )
+        f" --{flag} {path}" for flag, path in (("report", report), ("perplexity", perplexity), ("corpus-meta", corpus_meta),
+                                               ("stsb", stsb), ("wic", wic)) if path
+    ) + "".join(f" --accept-worse {name}" for name in accept_worse)
     n_params = sum(p.numel() for p in bilm.parameters())
-    card = model_card(meta, bilm.options.to_dict(), n_params, report_text, command, ship_command)
+    card = model_card(meta, bilm.options.to_dict(), n_params, report_text, command, ship_command, decision)
     save_model_dir(bilm, into, meta)  # export is bit-exact (tests/test_bilm_weights.py)
     with atomic_path(into / "MODEL_CARD.md") as tmp:
         tmp.write_text(card, encoding="utf-8")

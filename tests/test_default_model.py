@@ -104,3 +104,69 @@ def test_ship_script_writes_weights_card_and_portable_meta(tiny_bilm, tmp_path):
     assert "| optimizer | n/a |" not in card
     assert "restarting the optimizer's moments at step(s) 5,000" in card
     assert json.loads((into / "meta.json").read_text())["corpus_sources"]["a"] == {"weight": 2.0, "words": 4}
+
+
+def _ship_app():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("ship", Path(__file__).parents[1] / "scripts" / "ship_default_model.py")
+    ship = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ship)
+    app = typer.Typer()
+    app.command()(ship.main)
+    return app
+
+
+def test_a_new_model_replaces_the_shipped_one_only_if_not_worse_on_dev(tiny_bilm, tmp_path):
+    """Issue 17: the decision reads dev figures only (perplexity on the same dev file, STS-B and WiC
+    dev of the mix); a worse figure refuses, --accept-worse ships and the card says so."""
+    from typer.testing import CliRunner
+
+    from spacy_elmo.bilm.weights import save_model_dir
+
+    into = tmp_path / "shipped"
+    old_meta = {"steps": 5, "dev_perplexity": {"avg": 370.0, "oov_rate": 0.087, "files": ["wiki.valid.tokens"]}}
+    save_model_dir(tiny_bilm, into, meta=old_meta)
+    before = (into / "meta.json").read_bytes()
+    old_report = tmp_path / "report.json"
+    old_report.write_text(json.dumps({"stsb": {"dev": {"spearman": {"mix": 0.488}}, "test": {"spearman": {"mix": 0.1}}},
+                                      "wic": {"accuracy": {"dev": {"mix": 0.56}}}}))
+    run = tmp_path / "run"
+    new_meta = {"steps": 60214, "dev_perplexity": {"avg": 140.0, "oov_rate": 0.054, "files": ["/data/wiki.valid.tokens"]}}
+    save_model_dir(tiny_bilm, run / "model", meta=new_meta)
+    stsb, wic = tmp_path / "stsb.json", tmp_path / "wic.json"
+    # Better test figures must not matter: only dev is read.
+    stsb.write_text(json.dumps({"splits": {"dev": {"spearman": {"mix": 0.45}}, "test": {"spearman": {"mix": 0.9}}}}))
+    wic.write_text(json.dumps({"layers": {"mix": {"dev": 0.57, "test": 0.4}}}))
+    args = [str(run), "--into", str(into), "--stsb", str(stsb), "--wic", str(wic), "--shipped-report", str(old_report)]
+
+    refused = CliRunner().invoke(_ship_app(), args)
+    assert refused.exit_code == 1
+    assert "STS-B dev Spearman (mix of all layers) 0.45 vs 0.488" in refused.output and "WiC" not in refused.output.split("Not shipped")[-1]
+    assert (into / "meta.json").read_bytes() == before  # nothing replaced
+
+    shipped = CliRunner().invoke(_ship_app(), args + ["--accept-worse", "stsb"])
+    assert shipped.exit_code == 0, shipped.output
+    card = (into / "MODEL_CARD.md").read_text()
+    assert "| perplexity (mean of fwd/bwd) on wiki.valid.tokens | 370.0 | 140.0 | better |" in card
+    assert "| STS-B dev Spearman (mix of all layers) | 48.80 | 45.00 | worse |" in card
+    assert "| WiC dev accuracy (mix of all layers) | 56.00 | 57.00 | better |" in card
+    assert "Decision: accepted worse: stsb." in card and "--accept-worse stsb" in card
+    assert "8.7 % before, 5.4 % now" in card
+    assert json.loads((into / "meta.json").read_text())["ship_decision"]["reason"] == "accepted worse: stsb"
+
+    bad = CliRunner().invoke(_ship_app(), args + ["--accept-worse", "ner"])
+    assert bad.exit_code != 0 and "not a figure" in bad.output
+
+
+def test_dev_comparison_verdicts():
+    from spacy_elmo.tasks.shipping import compare, decide
+
+    old = {"perplexity": 370.0, "perplexity_file": "wiki.valid.tokens", "stsb": 0.49, "wic": None}
+    same = compare(dict(old), dict(old))
+    assert [r["verdict"] for r in same] == ["same", "same", "n/a"] and decide(same, set())[0]  # shipping it again
+    other_file = compare({**old, "perplexity": 10.0, "perplexity_file": "wiki.test.tokens"}, old)
+    assert other_file[0]["verdict"] == "n/a"  # different held-out text is not compared
+    nothing = compare({"perplexity": None, "stsb": None, "wic": None}, old)
+    ok, reason = decide(nothing, set())
+    assert not ok and "no dev figure" in reason
