@@ -23,6 +23,8 @@ def main(
 ) -> None:
     set_threads(threads)
     data = run_wic(model, data_dir, output, limit=limit, batch_size=batch_size, device=device)
+    if data["fitted_mix"]:
+        typer.echo(f"WiC layer weights fitted on train: {data['fitted_mix']['weights']}")
     for variant, row in data["layers"].items():
         cells = ", ".join(f"{k} {v:.4f}" if v is not None else f"{k} n/a" for k, v in row.items())
         typer.echo(f"WiC {variant}: {cells}")

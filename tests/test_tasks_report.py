@@ -87,6 +87,28 @@ def test_table_cells_from_hand_made_metrics(metrics):
     assert [r["split"] for r in table if r["task"] == "STS-B"] == ["dev", "test"]
 
 
+def test_fitted_layer_weights_get_their_own_rows(metrics, tmp_path):
+    """With weights fitted on train, STS-B and WiC get a row per split: layer 0 against the fitted
+    mix, the weights in the metric's name; without them there is no such row."""
+    assert not [r for r in rows(collect(ReportInputs(**metrics))) if "fitted" in r["metric"]]
+    stsb = json.loads(metrics["stsb"].read_text())
+    stsb["fitted_mix"] = {"weights": [0.7, 0.2, 0.1], "fitted_on": "train"}
+    for split in ("dev", "test"):
+        stsb["splits"][split]["spearman"]["fitted_mix"] = 0.45 if split == "test" else 0.47
+    wic = json.loads(metrics["wic"].read_text())
+    wic["fitted_mix"] = {"weights": [0.0, 0.25, 0.75], "fitted_on": "train"}
+    wic["layers"]["fitted_mix"] = {"threshold": 0.7, "train": 0.66, "dev": 0.58, "test": 0.57}
+    inputs = {**metrics, "stsb": _write(tmp_path / "fitted" / "stsb.json", stsb), "wic": _write(tmp_path / "fitted" / "wic.json", wic)}
+    table = rows(collect(ReportInputs(**inputs)))
+    assert _cells(table, "STS-B", "Spearman x100, layer weights fitted on train (0.70 / 0.20 / 0.10)", "test") == {
+        "Baseline": "40.00", "+ELMo (mix)": "45.00"}
+    assert _cells(table, "WiC", "accuracy %, layer weights fitted on train (0.00 / 0.25 / 0.75)", "test") == {
+        "Baseline": "54.00", "+ELMo (mix)": "57.00"}
+    assert [r["split"] for r in table if r["task"] == "WiC" and "fitted" in r["metric"]] == ["dev", "test"]
+    # The equal-weight rows are unchanged.
+    assert _cells(table, "STS-B", "Spearman x100", "test")["+ELMo (mix)"] == "60.00"
+
+
 def test_missing_inputs_are_na_never_invented(tmp_path):
     fig = collect(ReportInputs(stsb=tmp_path / "absent.json"))
     assert fig["inputs"]["stsb"]["status"].startswith("missing")

@@ -126,7 +126,11 @@ def test_evaluate_wic_reports_fitted_thresholds(make_bilm):
 
     train = _pairs([True, False])
     throughput = Throughput()
-    result = evaluate_wic(Embedder(make_bilm()), train, {"dev": train, "test": _pairs([None])}, throughput)
+    result, weights = evaluate_wic(Embedder(make_bilm()), train, {"dev": train, "test": _pairs([None])}, throughput)
+    assert set(result) == {"layer_0", "layer_1", "layer_2", "mix", "fitted_mix"}
+    assert weights.shape == (3,) and weights.sum() == pytest.approx(1.0) and (weights >= 0).all()
+    # The fitted weights search includes every single layer: on train they do at least as well.
+    assert result["fitted_mix"]["train"] >= max(result[f"layer_{j}"]["train"] for j in range(3))
     for row in result.values():
         assert 0.5 <= row["train"] <= 1.0  # a threshold can always do as well as the majority
         assert row["dev"] == pytest.approx(row["train"])  # same pairs, same threshold

@@ -103,6 +103,48 @@ def variants(vectors: np.ndarray) -> dict[str, np.ndarray]:
     return out
 
 
+FITTED_MIX = "fitted_mix"
+WEIGHT_STEP = 0.05
+
+
+def weight_grid(n_layers: int, step: float = WEIGHT_STEP) -> np.ndarray:
+    """Every point of the simplex whose weights are multiples of `step`: (n_points, n_layers),
+    first weight largest first (so layer 0 alone comes first)."""
+    units = round(1 / step)
+    if units < 1 or abs(units * step - 1) > 1e-9:
+        raise ValueError(f"weight step {step} must divide 1")
+
+    def compositions(total: int, parts: int):
+        if parts == 1:
+            yield (total,)
+            return
+        for first in range(total, -1, -1):
+            for rest in compositions(total - first, parts - 1):
+                yield (first, *rest)
+
+    return np.array(list(compositions(units, n_layers)), dtype=np.float64) / units
+
+
+def mixed(vectors: np.ndarray, weights) -> np.ndarray:
+    """(n, L, dim) vectors weighted over their layers by (L,) weights: (n, dim). For mean-pooled
+    vectors this equals pooling the mixed token vectors (both are linear)."""
+    return np.tensordot(vectors, np.asarray(weights, dtype=vectors.dtype), axes=([1], [0]))
+
+
+def fit_layer_weights(objective: Callable[[np.ndarray], float], n_layers: int, step: float = WEIGHT_STEP) -> tuple[np.ndarray, float]:
+    """(weights, value): the weight_grid point that maximises objective(weights), the first one on
+    ties. The task-specific layer weights of ELMo (Peters et al. 2018, eq. 1), fitted on a task's
+    train split by search rather than gradient, for tasks scored without training a model."""
+    best, best_value = None, -np.inf
+    for weights in weight_grid(n_layers, step):
+        value = objective(weights)
+        if value is not None and np.isfinite(value) and value > best_value:
+            best, best_value = weights, float(value)
+    if best is None:
+        raise ValueError("no layer weights gave a finite figure on the train split")
+    return best, best_value
+
+
 def set_threads(n: int) -> None:
     """Limit torch's CPU threads (n > 0). On a machine whose cores are shared, torch's default
     (one thread per core) can be many times slower than 1 thread: its threads wait on each other."""

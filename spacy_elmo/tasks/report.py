@@ -195,6 +195,8 @@ def collect(inputs: ReportInputs) -> dict:
             {name: loaded[name] for name in EVIDENCE_INPUTS}, ner, main_seed=int(inputs.settings.get("seed", 0))
         ),
         "stsb": stsb_fig,
+        # ELMo's task-specific layer weights, fitted on each task's train split (None: not run).
+        "fitted_mix": {"stsb": dig(stsb, "fitted_mix", "weights"), "wic": dig(wic, "fitted_mix", "weights")},
         "polysemy_check": polysemy_fig,  # not "polysemy": report.json has the PCA projection under that key
         "wic": {
             "accuracy": wic_fig,

@@ -1,5 +1,7 @@
 """STS Benchmark: Spearman correlation of the cosine of mean-pooled ELMo vectors with the gold
-similarity scores, per layer and for the equal-weight mix. Nothing is trained.
+similarity scores, per layer and for the equal-weight mix; with a train split, also for the layer
+weights fitted on it (`fitted_mix`: ELMo's task-specific weights, searched on a grid to maximise
+train Spearman, then applied unchanged to dev and test). No model is trained.
 
 File format (one pair per line, tab-separated):
     genre  file  year  id  score(0-5)  sentence1  sentence2  [source1  source2]
@@ -16,7 +18,7 @@ import numpy as np
 
 from ..bilm.embedder import Embedder
 from ._io import write_json
-from .features import Throughput, load_embedder, mean_pooled, variants
+from .features import FITTED_MIX, WEIGHT_STEP, Throughput, fit_layer_weights, load_embedder, mean_pooled, mixed, variants
 from .stats import cosine_rows, finite_or_none, pearson, spearman
 from .tokens import tokenize
 
@@ -55,20 +57,40 @@ def read_stsb(path: str | Path, limit: int | None = None) -> list[StsPair]:
     return pairs
 
 
-def evaluate_stsb(embedder: Embedder, pairs: Sequence[StsPair], throughput: Throughput | None = None) -> dict:
+def pair_vectors(embedder: Embedder, pairs: Sequence[StsPair], throughput: Throughput | None = None) -> np.ndarray:
+    """Mean-pooled vectors of every first sentence, then every second one: (2n, L, dim)."""
+    tokens = tokenize([p.sentence1 for p in pairs] + [p.sentence2 for p in pairs])
+    return mean_pooled(embedder, tokens, throughput)
+
+
+def _cosines(vectors: np.ndarray) -> np.ndarray:
+    # Rounded to 6 decimals: cosines that differ by float noise alone (the same sentence read in
+    # two batches) tie, rather than being ranked by rounding.
+    n = len(vectors) // 2
+    return np.round(cosine_rows(vectors[:n], vectors[n:]), 6)  # (n,)
+
+
+def fit_stsb_weights(pooled: np.ndarray, gold: Sequence[float], step: float = WEIGHT_STEP) -> tuple[np.ndarray, float]:
+    """Layer weights maximising Spearman on these (train) pairs: (weights, spearman)."""
+    return fit_layer_weights(lambda w: spearman(_cosines(mixed(pooled, w)), gold), pooled.shape[1], step)
+
+
+def evaluate_stsb(
+    embedder: Embedder, pairs: Sequence[StsPair], throughput: Throughput | None = None, weights: np.ndarray | None = None
+) -> dict:
     """{'n_pairs', 'spearman': {variant: rho}, 'pearson': {variant: r}} for one split.
 
-    Variants: layer_0 (the character encoder: context-free), layer_1 .. layer_L, mix (average).
+    Variants: layer_0 (the character encoder: context-free), layer_1 .. layer_L, mix (average),
+    and fitted_mix when `weights` (fitted on train) are given.
     """
-    n = len(pairs)
-    tokens = tokenize([p.sentence1 for p in pairs] + [p.sentence2 for p in pairs])
-    pooled = mean_pooled(embedder, tokens, throughput)  # (2n, L, dim)
+    pooled = pair_vectors(embedder, pairs, throughput)  # (2n, L, dim)
     gold = [p.score for p in pairs]
-    result: dict = {"n_pairs": n, "spearman": {}, "pearson": {}}
-    for name, vectors in variants(pooled).items():
-        # Rounded to 6 decimals: cosines that differ by float noise alone (the same sentence read
-        # in two batches) tie, rather than being ranked by rounding.
-        cos = np.round(cosine_rows(vectors[:n], vectors[n:]), 6)  # (n,)
+    named = variants(pooled)
+    if weights is not None:
+        named[FITTED_MIX] = mixed(pooled, weights)
+    result: dict = {"n_pairs": len(pairs), "spearman": {}, "pearson": {}}
+    for name, vectors in named.items():
+        cos = _cosines(vectors)
         result["spearman"][name] = finite_or_none(spearman(cos, gold))
         result["pearson"][name] = finite_or_none(pearson(cos, gold))
     return result
@@ -81,18 +103,29 @@ def run_stsb(
     limit: int | None = None,
     batch_size: int = 64,
     device: str = "cpu",
+    train: str | Path | None = None,
 ) -> dict:
-    """Evaluate every split ({'dev': path, 'test': path}) and write the metrics JSON."""
+    """Evaluate every split ({'dev': path, 'test': path}) and write the metrics JSON; with a
+    `train` file, first fit the layer weights on it (the fitted_mix variant)."""
     embedder = load_embedder(model_dir, batch_size=batch_size, device=device)
     throughput = Throughput()
-    results = {name: evaluate_stsb(embedder, read_stsb(path, limit), throughput) for name, path in splits.items()}
+    fitted = None
+    if train is not None:
+        train_pairs = read_stsb(train, limit)
+        weights, rho = fit_stsb_weights(pair_vectors(embedder, train_pairs, throughput), [p.score for p in train_pairs])
+        fitted = {"weights": [round(float(w), 6) for w in weights], "fitted_on": "train", "n_pairs": len(train_pairs),
+                  "train_spearman": rho, "grid_step": WEIGHT_STEP}
+    weights = None if fitted is None else np.array(fitted["weights"])
+    results = {name: evaluate_stsb(embedder, read_stsb(path, limit), throughput, weights) for name, path in splits.items()}
     data = {
         "task": "stsb",
         "model": str(model_dir),
         "metric": "spearman",
         "baseline": "layer_0",
         "note": "cosine of mean-pooled vectors vs gold score; layer_0 = character encoder (context-free "
-        "baseline); mix = equal-weight average of all layers; no training",
+        "baseline); mix = equal-weight average of all layers; fitted_mix = layer weights searched on train "
+        "(see fitted_mix); no model trained",
+        "fitted_mix": fitted,
         "n_layers": embedder.bilm.n_layers,
         "splits": results,
         "words": throughput.words,

@@ -3,7 +3,9 @@
 For each layer, the score of a pair is the cosine of the target word's two contextual vectors;
 a pair is predicted "same sense" (T) when the score is >= a threshold. The threshold is the one
 that maximises accuracy on train (searched over midpoints of the sorted train scores) and is then
-applied unchanged to dev and test.
+applied unchanged to dev and test. Besides each layer and the equal-weight mix, `fitted_mix` uses
+ELMo's task-specific layer weights, searched on a grid together with the threshold to maximise
+train accuracy.
 
 Files: `<split>.data.txt`  word <tab> POS <tab> i-j <tab> sentence1 <tab> sentence2   (tokenized;
 i, j = the target's token index in each sentence) and `<split>.gold.txt`  T or F per line.
@@ -19,7 +21,7 @@ import numpy as np
 
 from ..bilm.embedder import Embedder
 from ._io import write_json
-from .features import Throughput, load_embedder, token_vectors, variants
+from .features import FITTED_MIX, WEIGHT_STEP, Throughput, fit_layer_weights, load_embedder, mixed, token_vectors, variants
 from .stats import cosine_rows, finite_or_none
 
 
@@ -116,13 +118,26 @@ def best_threshold(scores, labels) -> tuple[float, float]:
     return float(threshold), float(correct[k] / n)
 
 
-def pair_scores(embedder: Embedder, pairs: Sequence[WicPair], throughput: Throughput | None = None) -> dict[str, np.ndarray]:
-    """{variant: (n_pairs,) cosine of the target's vectors in the two sentences}."""
-    n = len(pairs)
+def pair_vectors(embedder: Embedder, pairs: Sequence[WicPair], throughput: Throughput | None = None) -> np.ndarray:
+    """The target's vectors in every first sentence, then in every second one: (2n, L, dim)."""
     sentences = [p.tokens1 for p in pairs] + [p.tokens2 for p in pairs]
     positions = [p.index1 for p in pairs] + [p.index2 for p in pairs]
-    vectors = token_vectors(embedder, sentences, positions, throughput)  # (2n, L, dim)
-    return {name: cosine_rows(v[:n], v[n:]) for name, v in variants(vectors).items()}
+    return token_vectors(embedder, sentences, positions, throughput)
+
+
+def _cosines(vectors: np.ndarray) -> np.ndarray:
+    n = len(vectors) // 2
+    return cosine_rows(vectors[:n], vectors[n:])
+
+
+def pair_scores(embedder: Embedder, pairs: Sequence[WicPair], throughput: Throughput | None = None) -> dict[str, np.ndarray]:
+    """{variant: (n_pairs,) cosine of the target's vectors in the two sentences}."""
+    return {name: _cosines(v) for name, v in variants(pair_vectors(embedder, pairs, throughput)).items()}
+
+
+def fit_wic_weights(vectors: np.ndarray, labels: Sequence[bool], step: float = WEIGHT_STEP) -> tuple[np.ndarray, float]:
+    """Layer weights whose best threshold gives the highest accuracy on these (train) pairs."""
+    return fit_layer_weights(lambda w: best_threshold(_cosines(mixed(vectors, w)), labels)[1], vectors.shape[1], step)
 
 
 def evaluate_wic(
@@ -130,24 +145,35 @@ def evaluate_wic(
     train: Sequence[WicPair],
     evals: dict[str, Sequence[WicPair]],
     throughput: Throughput | None = None,
+    fit_weights: bool = True,
 ) -> dict:
     """Fit one threshold per variant on train; accuracy on train and on each split in `evals`.
+    With fit_weights, also the fitted_mix variant (layer weights and threshold fitted on train).
 
-    Returns {variant: {'threshold', 'train', <split>: accuracy or None when unlabelled}}.
+    Returns {variant: {'threshold', 'train', <split>: accuracy or None when unlabelled}} and, as
+    the second value, the fitted weights (None without fit_weights).
     """
     if not train or any(p.label is None for p in train):
         raise ValueError("WiC: the train split needs gold labels to fit the threshold")
-    train_scores = pair_scores(embedder, train, throughput)
-    eval_scores = {name: pair_scores(embedder, pairs, throughput) for name, pairs in evals.items() if pairs}
+    train_labels = [p.label for p in train]
+    train_vectors = pair_vectors(embedder, train, throughput)
+    eval_vectors = {name: pair_vectors(embedder, pairs, throughput) for name, pairs in evals.items() if pairs}
+    train_named, eval_named = variants(train_vectors), {name: variants(v) for name, v in eval_vectors.items()}
+    weights = None
+    if fit_weights:
+        weights, _ = fit_wic_weights(train_vectors, train_labels)
+        train_named[FITTED_MIX] = mixed(train_vectors, weights)
+        for name, v in eval_vectors.items():
+            eval_named[name][FITTED_MIX] = mixed(v, weights)
     out: dict = {}
-    for variant, scores in train_scores.items():
-        threshold, train_acc = best_threshold(scores, [p.label for p in train])
+    for variant, vectors in train_named.items():
+        threshold, train_acc = best_threshold(_cosines(vectors), train_labels)
         row = {"threshold": threshold, "train": train_acc}
         for split, pairs in evals.items():
             labelled = pairs and all(p.label is not None for p in pairs)
-            row[split] = accuracy(eval_scores[split][variant], [p.label for p in pairs], threshold) if labelled else None
+            row[split] = accuracy(_cosines(eval_named[split][variant]), [p.label for p in pairs], threshold) if labelled else None
         out[variant] = row
-    return out
+    return out, weights
 
 
 def run_wic(
@@ -173,13 +199,16 @@ def run_wic(
     throughput = Throughput()
     train = load("train")
     evals = {split: load(split) for split in eval_splits}
-    layers = evaluate_wic(embedder, train, evals, throughput)
+    layers, weights = evaluate_wic(embedder, train, evals, throughput)
     data = {
         "task": "wic",
         "model": str(model_dir),
         "metric": "accuracy",
         "note": "cosine of the target word's two contextual vectors >= threshold means same sense; "
-        "threshold fitted on train, applied to dev/test; mix = equal-weight average of all layers",
+        "threshold fitted on train, applied to dev/test; mix = equal-weight average of all layers; "
+        "fitted_mix = layer weights and threshold searched on train (see fitted_mix)",
+        "fitted_mix": None if weights is None else {
+            "weights": [round(float(w), 6) for w in weights], "fitted_on": "train", "grid_step": WEIGHT_STEP},
         "n_layers": embedder.bilm.n_layers,
         "n_pairs": {"train": len(train), **{k: len(v) for k, v in evals.items()}},
         "majority_baseline": {split: majority_accuracy(pairs) for split, pairs in {"train": train, **evals}.items()},
