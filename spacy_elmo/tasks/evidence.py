@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .report import _num
+from .table import number
 from .table import NA, _cell
 
 EVIDENCE_INPUTS = ("ner_seeds", "ner_precision", "sentiment", "topics", "ner_curve", "ner_vectors")  # ReportInputs fields
@@ -27,7 +27,7 @@ def _arm_means(data: dict | None) -> dict[str, dict[str, float | None]]:
     training set (textcat, static vectors)."""
     summary = (data or {}).get("summary") or {}
     return {
-        arm: {k: _num(v) for k, v in (points[-1].get("mean") or {}).items()}
+        arm: {k: number(v) for k, v in (points[-1].get("mean") or {}).items()}
         for arm, points in summary.items() if points
     }
 
@@ -42,11 +42,11 @@ def learning_curve(curve: dict | None, ner: dict) -> dict:
     for arm, points in (curve.get("summary") or {}).items():
         arms[arm] = [
             {"fraction": p["fraction"], "train_docs": p.get("train_docs"), "n_runs": p.get("n_runs", 1),
-             "f": _num((p.get("mean") or {}).get("f")), "sd": _num((p.get("sd") or {}).get("f"))}
+             "f": number((p.get("mean") or {}).get("f")), "sd": number((p.get("sd") or {}).get("f"))}
             for p in points
         ]
     for arm in ("baseline", "elmo"):
-        full = _num(ner.get(arm, {}).get("overall", {}).get("f"))
+        full = number(ner.get(arm, {}).get("overall", {}).get("f"))
         if arms and full is not None and not any(p["fraction"] == 1.0 for p in arms.get(arm, [])):
             arms.setdefault(arm, []).append({"fraction": 1.0, "train_docs": total, "n_runs": 1, "f": full, "sd": None})
     return {"total_docs": total, "arms": arms}
@@ -61,11 +61,11 @@ def ner_over_seeds(grid: dict | None, ner: dict, main_seed: int = 0) -> dict:
 
     per_arm: dict[str, dict[int, float]] = {"baseline": {}, "elmo": {}}
     for arm in per_arm:
-        main = _num(ner.get(arm, {}).get("overall", {}).get("f"))
+        main = number(ner.get(arm, {}).get("overall", {}).get("f"))
         if main is not None:
             per_arm[arm][main_seed] = main
     for run in (grid or {}).get("runs") or []:
-        f = _num((run.get("scores") or {}).get("f"))
+        f = number((run.get("scores") or {}).get("f"))
         if run.get("arm") in per_arm and run.get("fraction", 1.0) == 1.0 and f is not None:
             per_arm[run["arm"]].setdefault(int(run["seed"]), f)  # the main run keeps its seed
     seeds = sorted(set(per_arm["baseline"]) & set(per_arm["elmo"]))
@@ -83,11 +83,11 @@ def collect_evidence(loaded: dict[str, Any], ner: dict, main_seed: int = 0) -> d
     (made with seed `main_seed`)."""
     vectors = _arm_means(loaded.get("ner_vectors"))
     for arm in ("baseline", "elmo"):  # the main runs are the arms without vectors
-        vectors[arm] = {k: _num(ner.get(arm, {}).get("overall", {}).get(k)) for k in ("f", "p", "r")}
+        vectors[arm] = {k: number(ner.get(arm, {}).get("overall", {}).get(k)) for k in ("f", "p", "r")}
     return {
         "ner_seeds": ner_over_seeds(loaded.get("ner_seeds"), ner, main_seed),
         "ner_precision": {
-            "f1": {k: _num(v) for k, v in ((loaded.get("ner_precision") or {}).get("f1") or {}).items()},
+            "f1": {k: number(v) for k, v in ((loaded.get("ner_precision") or {}).get("f1") or {}).items()},
             "notes": dict((loaded.get("ner_precision") or {}).get("notes") or {}),
         },
         "textcat": {name: _arm_means(loaded.get(name)) for name in TEXTCAT},

@@ -10,13 +10,12 @@ invented. An empty cell means "does not apply" (e.g. no layer columns for NER).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ._io import read_json, write_json
-from .table import columns, dig, render_markdown, rows, split_order, update_readme
+from .table import columns, dig, number, render_markdown, rows, split_order, update_readme
 
 DEFAULT_LAYERS = 3  # the char encoder + 2 biLSTM layers, unless a metrics file says otherwise
 
@@ -68,12 +67,6 @@ def _load(path: str | Path | None) -> tuple[Any, str]:
     return data, "ok"
 
 
-def _num(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        return None
-    return float(value)
-
-
 def perplexity_figures(data: Any) -> dict[str, float | None]:
     """{'perplexity', 'forward', 'backward', 'tokens'} from the perplexity JSON.
 
@@ -96,7 +89,7 @@ def perplexity_figures(data: Any) -> dict[str, float | None]:
     }
     for field_name, candidates in names.items():
         for scope in scopes:
-            value = next((_num(scope.get(c)) for c in candidates if _num(scope.get(c)) is not None), None)
+            value = next((number(scope.get(c)) for c in candidates if number(scope.get(c)) is not None), None)
             if value is not None:
                 out[field_name] = value
                 break
@@ -117,8 +110,8 @@ def pretraining_figures(log_path: str | Path | None) -> dict[str, float | None]:
     if not train:
         return out
     last = train[-1]
-    out["steps"], out["words"] = _num(last.get("step")), _num(last.get("words"))
-    elapsed = _num(last.get("elapsed_s"))
+    out["steps"], out["words"] = number(last.get("step")), number(last.get("words"))
+    elapsed = number(last.get("elapsed_s"))
     if out["words"] is not None and elapsed:
         out["words_per_second"] = out["words"] / elapsed
     return out
@@ -126,7 +119,7 @@ def pretraining_figures(log_path: str | Path | None) -> dict[str, float | None]:
 
 def polysemy_counts(block: Any) -> dict[str, float | None]:
     """{'passed', 'n_words'} of one polysemy check result (None where missing)."""
-    return {k: _num(dig(block, k)) for k in ("passed", "n_words")}
+    return {k: number(dig(block, k)) for k in ("passed", "n_words")}
 
 
 def collect(inputs: ReportInputs) -> dict:
@@ -145,16 +138,16 @@ def collect(inputs: ReportInputs) -> dict:
     for name in ("ner_baseline", "ner_elmo"):
         data = loaded[name] or {}
         ner[name.removeprefix("ner_")] = {
-            "overall": {k: _num(dig(data, "overall", k)) for k in ("p", "r", "f")},
+            "overall": {k: number(dig(data, "overall", k)) for k in ("p", "r", "f")},
             "per_type": {
-                label: {k: _num(dig(scores, k)) for k in ("p", "r", "f")}
+                label: {k: number(dig(scores, k)) for k in ("p", "r", "f")}
                 for label, scores in sorted((data.get("per_type") or {}).items())
             },
-            "words_per_second": _num(data.get("words_per_second")),
+            "words_per_second": number(data.get("words_per_second")),
         }
 
     def layer_table(data: Any, path: tuple[str, ...]) -> dict[str, float | None]:
-        return {k: _num(v) for k, v in (dig(data, *path) or {}).items()}
+        return {k: number(v) for k, v in (dig(data, *path) or {}).items()}
 
     stsb = loaded["stsb"] or {}
     stsb_fig = {
@@ -165,7 +158,7 @@ def collect(inputs: ReportInputs) -> dict:
     wic_layers = wic.get("layers") or {}
     wic_splits = sorted({k for row in wic_layers.values() for k in row if k != "threshold"}, key=split_order)
     wic_fig = {
-        split: {variant: _num(row.get(split)) for variant, row in wic_layers.items()} for split in wic_splits
+        split: {variant: number(row.get(split)) for variant, row in wic_layers.items()} for split in wic_splits
     }
     polysemy = loaded["polysemy"] or {}
     polysemy_fig = {
@@ -200,13 +193,13 @@ def collect(inputs: ReportInputs) -> dict:
         "polysemy_check": polysemy_fig,  # not "polysemy": report.json has the PCA projection under that key
         "wic": {
             "accuracy": wic_fig,
-            "thresholds": {v: _num(row.get("threshold")) for v, row in wic_layers.items()},
-            "majority_baseline": {k: _num(v) for k, v in (wic.get("majority_baseline") or {}).items()},
+            "thresholds": {v: number(row.get("threshold")) for v, row in wic_layers.items()},
+            "majority_baseline": {k: number(v) for k, v in (wic.get("majority_baseline") or {}).items()},
         },
         "words_per_second": {
             "pretraining": pretraining["words_per_second"],
-            "bilm_stsb": _num(stsb.get("words_per_second")),
-            "bilm_wic": _num(wic.get("words_per_second")),
+            "bilm_stsb": number(stsb.get("words_per_second")),
+            "bilm_wic": number(wic.get("words_per_second")),
             "ner_baseline": ner["baseline"]["words_per_second"],
             "ner_elmo": ner["elmo"]["words_per_second"],
         },

@@ -17,47 +17,36 @@ from pathlib import Path
 from typing import Any
 
 from ._io import read_json
+from .table import dig, number
 
 TOLERANCE = 1e-6
 MIX = "mix"
 
 
-def _dig(data: Any, *keys: str) -> Any:
-    for key in keys:
-        if not isinstance(data, dict):
-            return None
-        data = data.get(key)
-    return data
-
-
-def _number(value: Any) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-
-
 def _dev_file(meta: dict) -> str | None:
-    files = _dig(meta, "dev_perplexity", "files") or []
+    files = dig(meta, "dev_perplexity", "files") or []
     return ", ".join(Path(f).name for f in files) or None
 
 
 def dev_figures_of_candidate(meta: dict, stsb: dict | None, wic: dict | None) -> dict[str, Any]:
     """The candidate's figures: its meta.json, and the raw metrics of evaluate-stsb / evaluate-wic."""
     return {
-        "perplexity": _number(_dig(meta, "dev_perplexity", "avg")),
+        "perplexity": number(dig(meta, "dev_perplexity", "avg")),
         "perplexity_file": _dev_file(meta),
-        "oov_rate": _number(_dig(meta, "dev_perplexity", "oov_rate")),
-        "stsb": _number(_dig(stsb, "splits", "dev", "spearman", MIX)),
-        "wic": _number(_dig(wic, "layers", MIX, "dev")),
+        "oov_rate": number(dig(meta, "dev_perplexity", "oov_rate")),
+        "stsb": number(dig(stsb, "splits", "dev", "spearman", MIX)),
+        "wic": number(dig(wic, "layers", MIX, "dev")),
     }
 
 
 def dev_figures_of_shipped(meta: dict, report: dict | None) -> dict[str, Any]:
     """The shipped model's figures: its meta.json, and the report.json its evaluations made."""
     return {
-        "perplexity": _number(_dig(meta, "dev_perplexity", "avg")),
+        "perplexity": number(dig(meta, "dev_perplexity", "avg")),
         "perplexity_file": _dev_file(meta),
-        "oov_rate": _number(_dig(meta, "dev_perplexity", "oov_rate")),
-        "stsb": _number(_dig(report, "stsb", "dev", "spearman", MIX)),
-        "wic": _number(_dig(report, "wic", "accuracy", "dev", MIX)),
+        "oov_rate": number(dig(meta, "dev_perplexity", "oov_rate")),
+        "stsb": number(dig(report, "stsb", "dev", "spearman", MIX)),
+        "wic": number(dig(report, "wic", "accuracy", "dev", MIX)),
     }
 
 

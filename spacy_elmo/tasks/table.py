@@ -8,6 +8,7 @@ apply, e.g. no layer columns for NER). docs/experiments.md gets the same Markdow
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,13 @@ SMOKE_RUN_NOTE = (
     "few hundred steps each, to check that every step of the workflow runs. Its figures say nothing "
     "about ELMo (it can land below the baseline); `spacy project run all` makes the real ones."
 )
+
+
+def number(value: Any) -> float | None:
+    """A finite int or float as float, else None (missing, text, bool, NaN)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
 
 
 def dig(data: Any, *keys: str) -> Any:
