@@ -1,14 +1,18 @@
 """The report: hand-made metrics files in, exact table cells, JSON numbers and PNGs out."""
 
 import json
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import typer
 from test_tasks_helpers import tiny_model_dir  # noqa: F401  (fixture)
 
 from spacy_elmo.tasks.report import ReportInputs, collect, make_report, perplexity_figures
 from spacy_elmo.tasks.table import NA, README_END, README_START, rows, update_readme
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _write(path, data):
@@ -215,3 +219,35 @@ def test_demo_report_says_it_is_a_smoke_run(tmp_path, metrics):
     assert SMOKE_RUN_NOTE in (tmp_path / "demo" / "report.md").read_text()
     assert SMOKE_RUN_NOTE not in (tmp_path / "full" / "report.md").read_text()
     assert demo["table"] == full["table"]
+
+
+def test_readme_results_are_the_headline_rows_of_the_report(tmp_path, metrics):
+    """scripts/readme_results.py: the README's table is written from report.json (headline rows,
+    Baseline and +ELMo columns), between its markers; without markers it refuses."""
+    import importlib.util
+
+    from typer.testing import CliRunner
+
+    from spacy_elmo.tasks.table import RESULTS_MARKERS
+
+    data = make_report(ReportInputs(**metrics, settings={"model": "small", "seed": "0"}), tmp_path / "out", plots=False)
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n\n## Results\n\n{RESULTS_MARKERS[0]}\ntyped figures\n{RESULTS_MARKERS[1]}\n\nafter\n")
+    spec = importlib.util.spec_from_file_location("readme_results", ROOT / "scripts" / "readme_results.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    app = typer.Typer()
+    app.command()(module.main)
+    result = CliRunner().invoke(app, [str(tmp_path / "out" / "report.json"), str(readme)])
+    assert result.exit_code == 0, result.output
+    text = readme.read_text()
+    assert "typed figures" not in text and text.endswith(RESULTS_MARKERS[1] + "\n\nafter\n")
+    assert "| NER (CoNLL-2003) | F1 overall | test | 74.67 | 82.42 |" in text
+    assert "| STS-B | Spearman x100 | test | 40.00 | 60.00 |" in text
+    assert "| STS-B | Spearman x100 | dev |" not in text  # dev rows and per-layer columns stay in the report
+    assert "F1 PER" not in text and "ELMo layer 1" not in text
+    assert "model `small`" in text and "seed 0" in text
+    assert [r["metric"] for r in data["table"] if r["task"] == "biLM"][0] == "perplexity (mean of fwd/bwd)"
+    readme.write_text("no markers\n")
+    refused = CliRunner().invoke(app, [str(tmp_path / "out" / "report.json"), str(readme)])
+    assert refused.exit_code != 0 and "markers" in refused.output

@@ -181,13 +181,61 @@ def render_markdown(fig: dict, table: list[dict], plots: dict[str, str]) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-def update_readme(readme: str | Path, table_markdown: str) -> bool:
-    """Replace the text between README_START and README_END; False (untouched) without markers."""
+def update_readme(readme: str | Path, table_markdown: str, markers: tuple[str, str] = (README_START, README_END)) -> bool:
+    """Replace the text between the two markers; False (untouched) without them."""
     path = Path(readme)
     text = path.read_text(encoding="utf-8")
-    start, end = text.find(README_START), text.find(README_END)
+    start, end = text.find(markers[0]), text.find(markers[1])
     if start < 0 or end < start:
         return False
     body = table_markdown.split("\n", 2)[2] if table_markdown.startswith("# ") else table_markdown
-    path.write_text(text[: start + len(README_START)] + "\n" + body.strip() + "\n" + text[end:], encoding="utf-8")
+    path.write_text(text[: start + len(markers[0])] + "\n" + body.strip() + "\n" + text[end:], encoding="utf-8")
     return True
+
+
+# ---- the README's results: the headline rows of a report --------------------------------------
+
+RESULTS_MARKERS = ("<!-- results:start -->", "<!-- results:end -->")
+HEADLINE_SPLITS = {"test", "held-out", "hand-written words"}
+# (task, start of the metric): the figures the issue goals and a reader ask about first.
+HEADLINES = (
+    ("biLM", "perplexity (mean of fwd/bwd)"),
+    ("NER (CoNLL-2003)", "F1 overall"),
+    ("NER (CoNLL-2003)", "F1 gain of ELMo"),
+    ("NER learning curve", "F1, "),
+    ("STS-B", "Spearman x100"),
+    ("WiC", "accuracy %"),
+    ("Polysemy check", ""),
+    ("Sentiment", "accuracy %"),
+    ("Topics", "accuracy %"),
+    ("Speed", "words/s, NER pipeline"),
+)
+HEADLINE_COLUMNS = ("Baseline", "+ELMo (mix)")
+
+
+def headline_rows(table: list[dict]) -> list[dict]:
+    """The rows of a report table that the README shows, in HEADLINES order (the table's order
+    within one headline)."""
+    out = []
+    for task, metric in HEADLINES:
+        out += [r for r in table if r["task"].startswith(task) and r["metric"].startswith(metric) and r["split"] in HEADLINE_SPLITS]
+    return out
+
+
+def render_headlines(report: dict, source: str) -> str:
+    """The README's results block from a report.json: what was measured, then the headline rows
+    with the Baseline and +ELMo columns."""
+    settings, pretraining = report.get("settings") or {}, report.get("pretraining") or {}
+    about = [f"model `{settings['model']}`"] if settings.get("model") else []
+    if settings.get("pretraining text"):
+        about.append(f"pretraining text: {settings['pretraining text']}")
+    if number(pretraining.get("words")) is not None:
+        about.append(f"{pretraining['words']:,.0f} words read in pretraining")
+    if settings.get("seed") is not None:
+        about.append(f"seed {settings['seed']}")
+    lines = [f"From [{source}]({source}) ({'; '.join(about)}):" if about else f"From [{source}]({source}):", ""]
+    lines += ["| Task | Metric | Split | " + " | ".join(HEADLINE_COLUMNS) + " |", "|---|---|---|---|---|"]
+    for row in headline_rows(report.get("table") or []):
+        cells = [row["cells"].get(c, "") for c in HEADLINE_COLUMNS]
+        lines.append(f"| {row['task']} | {row['metric']} | {row['split']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
