@@ -3,7 +3,10 @@
     python benchmarks/pretrain_memory.py 400
     ONEDNN_PRIMITIVE_CACHE_CAPACITY=1024 python benchmarks/pretrain_memory.py 400   # oneDNN's default cache
 
-Needs corpus/pretrain_train.txt (scripts/prepare_mixture.py). Prints words/s per 50 steps and RSS every 10 s.
+    MALLOC_MMAP_THRESHOLD_=67108864 MALLOC_TRIM_THRESHOLD_=1073741824 python benchmarks/pretrain_memory.py 400
+
+Needs corpus/pretrain_train.txt (scripts/prepare_mixture.py). Prints words/s per 50 steps, RSS every
+10 s, and the page faults per step (fresh pages the allocator asked the kernel for).
 """
 import sys, threading, time, tempfile
 from pathlib import Path
@@ -22,8 +25,12 @@ def watch():
     while True:
         samples.append(rss()); time.sleep(2)
 threading.Thread(target=watch, daemon=True).start()
+import resource
+faults_before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 pretrain(config, work / "out", progress=False)
+faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults_before
 import json
 tr = [json.loads(l) for l in (work / "out" / "metrics.jsonl").read_text().splitlines()]
 print("words/s:", [round(e["words_per_s"]) for e in tr if e["event"] == "train"])
-print("rss MB every 2 s:", samples[::5])
+print("rss MB every 10 s:", samples[::5])
+print(f"minor page faults: {faults:,} ({faults / int(sys.argv[1]):,.0f} per step)")
