@@ -74,7 +74,11 @@ def test_all_layers_match_the_package(converted, efml_dir, sentences, dtype, bat
             assert diff < tol, f"sentence {i} layer {layer}: max abs diff {diff}"
 
 
-@pytest.mark.parametrize("dtype,atol", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
+# float32: the products' kernels depend on the row count, so a sentence read alone and in a batch
+# differ in the last bits, and the LSTM carries that over its steps. The largest difference seen was
+# 5.1e-5 on an AMD EPYC (Zen 4, AVX-512) machine (below 1e-5 on Intel); float64 shows the code
+# itself is batch-invariant.
+@pytest.mark.parametrize("dtype,atol", [(torch.float64, 1e-12), (torch.float32, 2e-4)])
 def test_outputs_are_stateless_and_batch_invariant(converted, sentences, dtype, atol):
     embedder = Embedder(load_bilm(converted).to(dtype), batch_size=64)
     together = embedder.embed_sentences(sentences)
