@@ -325,10 +325,11 @@ def _fake_training(calls: list):
     from spacy_elmo.tasks import grid
     from spacy_elmo.tasks._io import write_json
 
-    def train(config, output, test, overrides, gpu_id=-1):
+    def train(config, output, test, overrides, gpu_id=-1, inputs=None):
         calls.append(output.name)
+        assert inputs == grid.input_fingerprints(overrides)  # the arm's fingerprints, hashed once by run_grid
         output.mkdir(parents=True, exist_ok=True)
-        write_json(output / "run.json", grid.run_settings(config, test, overrides, grid.input_fingerprints(overrides)))
+        write_json(output / "run.json", grid.run_settings(config, test, overrides, inputs))
         scores = {"ents_f": 0.5 + overrides["system.seed"] / 10, "ents_p": 0.5, "ents_r": 0.5}
         write_json(output / "test_scores.json", scores)
         return scores

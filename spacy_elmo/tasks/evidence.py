@@ -12,8 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .table import number
-from .table import NA, _cell
+from .table import NA, _cell, number
 
 EVIDENCE_INPUTS = ("ner_seeds", "ner_precision", "sentiment", "topics", "ner_curve", "ner_vectors")  # ReportInputs fields
 TEXTCAT = {"sentiment": "Sentiment (movie reviews)", "topics": "Topics (BBC News)"}

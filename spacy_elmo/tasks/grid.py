@@ -169,7 +169,8 @@ def run_name(train_set: TrainSet, seed: int) -> str:
     return f"f{train_set.fraction:g}_s{seed}"
 
 
-def train_and_evaluate(config: Path, output: Path, test: Path, overrides: dict[str, Any], gpu_id: int = -1) -> dict:
+def train_and_evaluate(config: Path, output: Path, test: Path, overrides: dict[str, Any], gpu_id: int = -1,
+                       inputs: dict[str, str] | None = None) -> dict:
     """`spacy train` into output/ (overrides: data paths, seed, budget and the arm's), then the
     best model's scores on the test set, written to output/test_scores.json last (the run's
     completion mark, next to run.json, the settings it was made with)."""
@@ -178,7 +179,8 @@ def train_and_evaluate(config: Path, output: Path, test: Path, overrides: dict[s
     from spacy.util import load_model
 
     (output / "test_scores.json").unlink(missing_ok=True)  # a stale mark must not outlive new settings
-    write_json(output / "run.json", run_settings(config, test, overrides, input_fingerprints(overrides)))
+    inputs = input_fingerprints(overrides) if inputs is None else inputs  # run_grid hashes each arm's once
+    write_json(output / "run.json", run_settings(config, test, overrides, inputs))
     spacy_train(config, output, use_gpu=gpu_id, overrides=overrides)
     nlp = load_model(output / "model-best")
     scores = nlp.evaluate(list(Corpus(test)(nlp)))
@@ -222,13 +224,11 @@ def input_fingerprints(overrides: dict[str, Any]) -> dict[str, str]:
 
 
 def _digest(files: list[Path], root: Path) -> str:
-    digest = hashlib.sha256()
-    for path in files:
-        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
+    """One sha256 over the files' names (relative to root) and their own sha256."""
+    from ..hub.fetch import sha256_of
+
+    lines = "".join(f"{path.relative_to(root).as_posix()}\t{sha256_of(path)}\n" for path in files)
+    return hashlib.sha256(lines.encode()).hexdigest()
 
 
 def finished_scores(output: Path, config: Path, test: Path, overrides: dict[str, Any],
@@ -302,7 +302,7 @@ def run_grid(
             record, arm.config, Path(test), settings, inputs[arm.name])
         scores.append(found if recorded is None else recorded)
         sources.append("trained" if recorded is None else "record")
-    pending = {i: (planned[i][0].config, planned[i][3], Path(test), planned[i][4], gpu_id)
+    pending = {i: (planned[i][0].config, planned[i][3], Path(test), planned[i][4], gpu_id, inputs[planned[i][0].name])
                for i, found in enumerate(scores) if found is None}
     for i, found in _train_all(pending, jobs):
         scores[i] = found
