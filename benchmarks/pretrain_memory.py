@@ -3,7 +3,8 @@
     python benchmarks/pretrain_memory.py 400
     ONEDNN_PRIMITIVE_CACHE_CAPACITY=1024 python benchmarks/pretrain_memory.py 400   # oneDNN's default cache
 
-    MALLOC_MMAP_THRESHOLD_=67108864 MALLOC_TRIM_THRESHOLD_=1073741824 python benchmarks/pretrain_memory.py 400
+    python benchmarks/pretrain_memory.py 400 reuse     # glibc reusing its heap, as `spacy-elmo pretrain` sets it
+    MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=4294967296 python benchmarks/pretrain_memory.py 400   # the same by hand
 
 Needs corpus/pretrain_train.txt (scripts/prepare_mixture.py). Prints words/s per 50 steps, RSS every
 10 s, and the page faults per step (fresh pages the allocator asked the kernel for).
@@ -13,6 +14,9 @@ from pathlib import Path
 sys.path.insert(0, "benchmarks")
 from bench_pretrain import corpus_sample, ROOT
 from spacy_elmo.pretrain import load_config, pretrain
+from spacy_elmo.pretrain.memory import reuse_freed_memory
+if sys.argv[2:] == ["reuse"]:
+    print("allocator: heap reused" if reuse_freed_memory() else "allocator: unchanged (no glibc, or MALLOC_* set)")
 work = Path(tempfile.mkdtemp())
 corpus = corpus_sample(Path("corpus/pretrain_train.txt"), 30000, work)
 overrides = {"paths.train": str(corpus), "paths.dev": None, "system.device": "cpu", "system.threads": 2,

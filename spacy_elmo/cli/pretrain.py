@@ -68,6 +68,7 @@ def pretrain_cli(
     from ..bilm.device import DeviceError
     from ..pretrain import CheckpointError, ConfigError, CorpusError, VocabError, load_config, pretrain
     from ..pretrain.lock import OutputFolderError
+    from ..pretrain.memory import reuse_freed_memory
     from ..pretrain.tokenizers import TokenizerError
     from ._common import cleanup_on_sigterm
 
@@ -80,6 +81,7 @@ def pretrain_cli(
         overrides["paths.init_from"] = str(init_from)
     try:
         config = load_config(config_path, overrides)
+        reuse_freed_memory()  # this process is ours: keep the steps' buffers in the heap (pretrain/memory.py)
         with cleanup_on_sigterm():  # temporaries removed; the last checkpoint stays for --resume
             model_dir = pretrain(config, output, resume=resume, progress=progress)
     except (ConfigError, CorpusError, CheckpointError, VocabError, OptionsError, WeightFileError, TokenizerError,

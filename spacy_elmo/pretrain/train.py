@@ -24,14 +24,13 @@ seed and the step) and the LSTM state carried across windows (zeros, as at every
 
 from __future__ import annotations
 
-import ctypes
 import json
 import math
 import os
 import time
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from thinc.api import Config
@@ -54,6 +53,7 @@ from .distributed import DistInfo, all_gather, all_reduce_sum, barrier, init_dis
 from .evaluate import PerplexityResult, evaluate_perplexity
 from .export import VOCAB_NAME, load_language_model, write_model_dir
 from .lock import output_folder_lock
+from .memory import release_free_memory, resident_mb, reuse_freed_memory
 from .metrics import MetricsLog, perplexity, plot_curves
 from .model import BidirectionalLM, detach_states, reset_backward
 from .softmax import build_softmax
@@ -64,38 +64,6 @@ from .vocab import Vocab, build_vocab, count_tokens
 def log(info: DistInfo, message: str) -> None:
     if info.is_main:
         tqdm.write(message)
-
-
-def resident_mb() -> int | None:
-    """This process's resident memory in MB (Linux), logged with the training figures; else None."""
-    try:
-        status = Path("/proc/self/status").read_text()
-    except OSError:
-        return None
-    for line in status.splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) // 1024
-    return None
-
-
-def _glibc_malloc_trim() -> Callable[[int], int] | None:
-    try:
-        return ctypes.CDLL("libc.so.6").malloc_trim
-    except (OSError, AttributeError):  # not Linux with glibc
-        return None
-
-
-_MALLOC_TRIM = _glibc_malloc_trim()
-
-
-def release_free_memory() -> None:
-    """Hand memory that is free inside the allocator back to the system (glibc's malloc_trim).
-
-    A long run frees and allocates buffers of ever-changing sizes; glibc keeps the freed pages,
-    and a leg's resident memory grew by gigabytes (docs/pretraining.md). No-op elsewhere.
-    """
-    if _MALLOC_TRIM is not None:
-        _MALLOC_TRIM(0)
 
 
 def pretrain(config: Config, output_dir: str | Path, resume: bool = False, progress: bool = True) -> Path:
