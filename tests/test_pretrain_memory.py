@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -46,8 +47,6 @@ def run_rounds(mode: str, env: dict[str, str] | None = None) -> dict:
 
 @needs_glibc
 def test_freed_buffers_are_reused_instead_of_faulted_in_again():
-    import os
-
     env = {k: v for k, v in os.environ.items() if k not in memory.ALLOCATOR_ENV}
     default, reused = run_rounds("default", env), run_rounds("reuse", env)
     page_rounds = (40 << 20) / os.sysconf("SC_PAGE_SIZE")
@@ -58,8 +57,6 @@ def test_freed_buffers_are_reused_instead_of_faulted_in_again():
 
 @needs_glibc
 def test_a_users_allocator_variables_are_left_alone():
-    import os
-
     env = {**os.environ, "MALLOC_TRIM_THRESHOLD_": "1048576"}
     env.pop("MALLOC_MMAP_MAX_", None)
     assert run_rounds("reuse", env)["changed"] is False
@@ -74,5 +71,10 @@ def test_without_glibc_everything_is_a_no_op(monkeypatch):
 
 
 def test_resident_memory_is_read_on_linux():
+    from pathlib import Path
+
     rss = memory.resident_mb()
-    assert rss is None or rss > 0
+    if Path("/proc/self/status").is_file():
+        assert isinstance(rss, int) and rss > 0  # a Python process with numpy and torch loaded
+    else:
+        assert rss is None

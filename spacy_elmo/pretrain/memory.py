@@ -30,10 +30,9 @@ NEVER_TRIM = 2**31 - 1  # mallopt takes an int: ~2 GB of free heap top before an
 def _glibc() -> ctypes.CDLL | None:
     try:
         libc = ctypes.CDLL("libc.so.6")
-        libc.malloc_trim, libc.mallopt  # noqa: B018 (both must exist: glibc, not another libc)
-        return libc
-    except (OSError, AttributeError):
+    except OSError:  # not Linux
         return None
+    return libc if hasattr(libc, "malloc_trim") and hasattr(libc, "mallopt") else None  # glibc, not musl
 
 
 _LIBC = _glibc()

@@ -53,7 +53,7 @@ from .distributed import DistInfo, all_gather, all_reduce_sum, barrier, init_dis
 from .evaluate import PerplexityResult, evaluate_perplexity
 from .export import VOCAB_NAME, load_language_model, write_model_dir
 from .lock import output_folder_lock
-from .memory import release_free_memory, resident_mb, reuse_freed_memory
+from .memory import release_free_memory, resident_mb
 from .metrics import MetricsLog, perplexity, plot_curves
 from .model import BidirectionalLM, detach_states, reset_backward
 from .softmax import build_softmax
