@@ -11,6 +11,10 @@
   `pytestmark = pytest.mark.usefixtures("single_thread")`). The biLM tests run many tiny ops, for
   which a second thread gains nothing, and on a busy 2-core machine thread hand-offs made them
   10x slower.
+- `default_allocator` (autouse): `spacy-elmo pretrain` switches its own process's allocator to heap
+  reuse (spacy_elmo/pretrain/memory.py); the CLI tests run it inside pytest's process, which keeps
+  glibc's defaults for the tests after them. test_pretrain_memory.py tests the real switch, in
+  subprocesses.
 """
 
 from __future__ import annotations
@@ -52,6 +56,15 @@ def efml_dir(shared_dir: Path) -> Path:
     if not path.is_dir():
         pytest.skip("../shared/fixtures/elmoformanylangs is absent: the ELMoForManyLangs tests need it")
     return path
+
+
+@pytest.fixture(autouse=True)
+def default_allocator(request, monkeypatch):
+    if request.module.__name__.rpartition(".")[2] == "test_pretrain_memory":
+        return
+    from spacy_elmo.pretrain import memory
+
+    monkeypatch.setattr(memory, "reuse_freed_memory", lambda: False)
 
 
 @pytest.fixture

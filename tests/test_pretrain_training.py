@@ -455,6 +455,22 @@ def test_missing_or_empty_corpus_is_a_clear_error(tmp_path, corpus):
 # ---- command line, evaluation, fine-tuning ---------------------------------------------------------
 
 
+def test_cli_pretrain_switches_its_process_allocator(tmp_path, corpus, monkeypatch):
+    # the command owns its process, so it turns on heap reuse (pretrain/memory.py); `pretrain()`
+    # called from a user's Python does not
+    from spacy_elmo.pretrain import memory
+
+    calls = []
+    monkeypatch.setattr(memory, "reuse_freed_memory", lambda: calls.append(1) or True)
+    config = write_config(tmp_path, corpus)
+    train(config, tmp_path / "api", training__max_steps=1)
+    assert calls == []
+    result = runner.invoke(app, ["pretrain", str(config), "-o", str(tmp_path / "cli"), "--training.max_steps", "1",
+                                 "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert calls == [1]
+
+
 def test_cli_pretrain_evaluate_and_embed(tmp_path, corpus, dev_corpus):
     config = write_config(tmp_path, corpus)
     out = tmp_path / "out"
