@@ -15,7 +15,9 @@ anyway; the card's comparison table says which figure was accepted worse.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import shlex
 from pathlib import Path
 from typing import List, Optional
 
@@ -23,11 +25,24 @@ import typer
 
 from spacy_elmo.atomic import atomic_path
 from spacy_elmo.bilm import load_bilm
-from spacy_elmo.bilm.weights import META_NAME, save_model_dir
+from spacy_elmo.bilm.weights import META_NAME, WEIGHTS_NAME, save_model_dir
 from spacy_elmo.default_model import DEFAULT_MODEL_DIR
 from spacy_elmo.pretrain.metrics import read_events
 from spacy_elmo.tasks import shipping
 from spacy_elmo.tasks.pretrain_corpus import describe_corpus
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    if not (a.is_file() and b.is_file()) or a.stat().st_size != b.stat().st_size:
+        return False
+    digests = []
+    for path in (a, b):
+        digest = hashlib.sha256()
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        digests.append(digest.digest())
+    return digests[0] == digests[1]
 
 
 def _fmt(value, digits: int = 1) -> str:
@@ -145,13 +160,23 @@ def main(
     wic: Optional[Path] = typer.Option(None, "--wic", help="The new model's evaluate-wic metrics (its dev figure is compared)."),
     shipped_report: Path = typer.Option(Path("reports/report.json"), "--shipped-report", help="report.json of the model shipped now (its STS-B and WiC dev figures)."),
     accept_worse: List[str] = typer.Option([], "--accept-worse", help="Ship even though this figure is worse on dev: perplexity, stsb or wic (repeatable)."),
+    note: str = typer.Option("", "--note", help="Why a worse figure was accepted (printed in the card after the decision)."),
 ) -> None:
+    unknown = set(accept_worse) - {key for key, _, _ in shipping.FIGURES}
+    if unknown:
+        raise typer.BadParameter(f"--accept-worse {', '.join(sorted(unknown))}: not a figure; use "
+                                 f"{', '.join(key for key, _, _ in shipping.FIGURES)}")
     source = run_dir / "model"
     bilm = load_bilm(source)  # fails loudly on a bad model before anything is replaced
     meta = json.loads((source / META_NAME).read_text(encoding="utf-8")) if (source / META_NAME).is_file() else {}
     decision = ""
-    if (into / META_NAME).is_file():  # a model is shipped: the new one must not be worse on dev
-        shipped_meta = json.loads((into / META_NAME).read_text(encoding="utf-8"))
+    shipped_meta = json.loads((into / META_NAME).read_text(encoding="utf-8")) if (into / META_NAME).is_file() else None
+    if shipped_meta is not None and shipped_meta.get("ship_decision") and _same_file(into / WEIGHTS_NAME, source / WEIGHTS_NAME):
+        # Shipping the same weights again (to refresh the card, e.g. with the report): the comparison
+        # that let them in is kept, not replaced by one against themselves.
+        meta["ship_decision"] = shipped_meta.get("ship_decision")
+        decision = (meta["ship_decision"] or {}).get("card_text", "")
+    elif shipped_meta is not None:  # a model is shipped: the new one must not be worse on dev
         new = shipping.dev_figures_of_candidate(meta, shipping.load_optional(stsb), shipping.load_optional(wic))
         old = shipping.dev_figures_of_shipped(shipped_meta, shipping.load_optional(shipped_report))
         rows = shipping.compare(new, old)
@@ -160,11 +185,13 @@ def main(
         except ValueError as err:
             raise typer.BadParameter(str(err)) from None
         decision = shipping.comparison_table(rows, (old["oov_rate"], new["oov_rate"])) + f"\n\nDecision: {reason}."
+        if note:
+            decision += f" {note.strip()}"
         typer.echo(decision)
         if not ok:
             typer.echo(f"Not shipped: {reason}", err=True)
             raise typer.Exit(1)
-        meta["ship_decision"] = {"rows": rows, "reason": reason}
+        meta["ship_decision"] = {"rows": rows, "reason": reason, "note": note.strip(), "card_text": decision}
     # File names, not this machine's paths.
     meta["corpus"] = [Path(c).name for c in meta.get("corpus", [])]
     if meta.get("dev_perplexity", {}).get("files"):
@@ -191,7 +218,7 @@ def main(
     ship_command = f"python scripts/ship_default_model.py {run_dir}" + "".join(
         f" --{flag} {path}" for flag, path in (("report", report), ("perplexity", perplexity), ("corpus-meta", corpus_meta),
                                                ("stsb", stsb), ("wic", wic)) if path
-    ) + "".join(f" --accept-worse {name}" for name in accept_worse)
+    ) + "".join(f" --accept-worse {name}" for name in accept_worse) + (f" --note {shlex.quote(note)}" if note else "")
     n_params = sum(p.numel() for p in bilm.parameters())
     card = model_card(meta, bilm.options.to_dict(), n_params, report_text, command, ship_command, decision)
     save_model_dir(bilm, into, meta)  # export is bit-exact (tests/test_bilm_weights.py)

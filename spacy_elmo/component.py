@@ -108,7 +108,7 @@ def _restoring(nlp: Language, name: str) -> bool:
         "model": None,
         "options_file": None,
         "weight_file": None,
-        "output": "average",
+        "output": "top",
         "mix_weights": None,
         "gamma": 1.0,
         "all_layers": False,
@@ -157,7 +157,8 @@ def make_elmo(
         the default model that ships in spacy_elmo/default_model/.
     options_file (str | None): a bilm-tf / AllenNLP options.json (with weight_file, instead of model).
     weight_file (str | None): the matching HDF5 weight file.
-    output (str | int): what `doc._.elmo` holds: "average" of all layers, "top" layer,
+    output (str | int): what `doc._.elmo` holds: the "top" layer (the default: chosen on WiC dev,
+        docs/component.md), "average" of all layers,
         "mix" (fixed weights mix_weights and scale gamma), or a layer index (0 = the context-free
         character encoding; -1 = top).
     mix_weights (list[float] | None): with output="mix": one un-normalised weight per layer
@@ -280,7 +281,7 @@ class Elmo(TrainablePipe):
         *,
         files: ModelFiles | None = None,
         options: ElmoOptions | None = None,
-        output: str | int = "average",
+        output: str | int = "top",
         mix_weights: Sequence[float] | None = None,
         gamma: float = 1.0,
         all_layers: bool = False,

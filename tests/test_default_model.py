@@ -145,7 +145,7 @@ def test_a_new_model_replaces_the_shipped_one_only_if_not_worse_on_dev(tiny_bilm
     assert "STS-B dev Spearman (mix of all layers) 0.45 vs 0.488" in refused.output and "WiC" not in refused.output.split("Not shipped")[-1]
     assert (into / "meta.json").read_bytes() == before  # nothing replaced
 
-    shipped = CliRunner().invoke(_ship_app(), args + ["--accept-worse", "stsb"])
+    shipped = CliRunner().invoke(_ship_app(), args + ["--accept-worse", "stsb", "--note", "Within noise."])
     assert shipped.exit_code == 0, shipped.output
     card = (into / "MODEL_CARD.md").read_text()
     assert "| perplexity (mean of fwd/bwd) on wiki.valid.tokens | 370.0 | 140.0 | better |" in card
@@ -154,6 +154,17 @@ def test_a_new_model_replaces_the_shipped_one_only_if_not_worse_on_dev(tiny_bilm
     assert "Decision: accepted worse: stsb." in card and "--accept-worse stsb" in card
     assert "8.7 % before, 5.4 % now" in card
     assert json.loads((into / "meta.json").read_text())["ship_decision"]["reason"] == "accepted worse: stsb"
+    assert "Decision: accepted worse: stsb. Within noise." in card and "--note 'Within noise.'" in card
+
+    # Shipping the same weights again (to add the report to the card) keeps the comparison that let
+    # them in, instead of comparing them with themselves.
+    report = tmp_path / "report.md"
+    report.write_text("# Report\n\n| task | figure |\n|---|---|\n| NER | 1.0 |\n")
+    again = CliRunner().invoke(_ship_app(), [str(run), "--into", str(into), "--report", str(report)])
+    assert again.exit_code == 0, again.output
+    card = (into / "MODEL_CARD.md").read_text()
+    assert "| STS-B dev Spearman (mix of all layers) | 48.80 | 45.00 | worse |" in card
+    assert "Decision: accepted worse: stsb. Within noise." in card and "| NER | 1.0 |" in card
 
     bad = CliRunner().invoke(_ship_app(), args + ["--accept-worse", "ner"])
     assert bad.exit_code != 0 and "not a figure" in bad.output

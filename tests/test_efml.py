@@ -278,7 +278,7 @@ def test_the_cli_converts_and_explains_bad_input(efml_dir, tmp_path):
 
 def test_the_component_gives_the_package_vectors_and_serializes(converted, efml_dir):
     nlp = spacy.blank("xx")
-    nlp.add_pipe("elmo", config={"model": str(converted), "all_layers": True, "similarity_hooks": False})
+    nlp.add_pipe("elmo", config={"model": str(converted), "output": "average", "all_layers": True, "similarity_hooks": False})
     text = "the bank of the river ."
     doc = nlp(text)
     want = expected(efml_dir)[0]

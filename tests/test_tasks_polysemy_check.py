@@ -191,10 +191,5 @@ def test_shipped_model_cosines_are_what_the_similarity_hook_gives(shipped):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=False,
-    reason="issue 17's target is not reached by the shipped model: 40 of 65 words (61.5 %) measured "
-    "on 2026-12-01 (layer 1: 60.0 %, layer 2: 60.0 %); the default model being trained should reach it",
-)
 def test_shipped_model_reaches_the_target(shipped):
     assert shipped["default"]["fraction"] >= TARGET
