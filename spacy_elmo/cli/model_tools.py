@@ -84,7 +84,7 @@ def training_summary(meta: dict) -> list[tuple[str, str]]:
         rows.append(("trained on", ", ".join(map(str, corpus))))
     seen = [f"{meta[k]:,} {k}" for k in ("words", "steps") if isinstance(meta.get(k), int)]
     if isinstance(meta.get("epochs"), (int, float)):
-        seen.append(f"{meta['epochs']:g} epochs")
+        seen.append(f"{meta['epochs']:g} epoch{'' if meta['epochs'] == 1 else 's'}")
     if seen:
         rows.append(("seen in training", ", ".join(seen)))
     test = meta.get("test_perplexity")
