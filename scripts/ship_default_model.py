@@ -15,7 +15,6 @@ anyway; the card's comparison table says which figure was accepted worse.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shlex
 from pathlib import Path
@@ -27,22 +26,14 @@ from spacy_elmo.atomic import atomic_path
 from spacy_elmo.bilm import load_bilm
 from spacy_elmo.bilm.weights import META_NAME, WEIGHTS_NAME, save_model_dir
 from spacy_elmo.default_model import DEFAULT_MODEL_DIR
+from spacy_elmo.hub.fetch import sha256_of
 from spacy_elmo.pretrain.metrics import read_events
 from spacy_elmo.tasks import shipping
 from spacy_elmo.tasks.pretrain_corpus import describe_corpus
 
 
 def _same_file(a: Path, b: Path) -> bool:
-    if not (a.is_file() and b.is_file()) or a.stat().st_size != b.stat().st_size:
-        return False
-    digests = []
-    for path in (a, b):
-        digest = hashlib.sha256()
-        with path.open("rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-        digests.append(digest.digest())
-    return digests[0] == digests[1]
+    return a.is_file() and b.is_file() and a.stat().st_size == b.stat().st_size and sha256_of(a) == sha256_of(b)
 
 
 def _fmt(value, digits: int = 1) -> str:
@@ -162,10 +153,10 @@ def main(
     accept_worse: List[str] = typer.Option([], "--accept-worse", help="Ship even though this figure is worse on dev: perplexity, stsb or wic (repeatable)."),
     note: str = typer.Option("", "--note", help="Why a worse figure was accepted (printed in the card after the decision)."),
 ) -> None:
-    unknown = set(accept_worse) - {key for key, _, _ in shipping.FIGURES}
-    if unknown:
-        raise typer.BadParameter(f"--accept-worse {', '.join(sorted(unknown))}: not a figure; use "
-                                 f"{', '.join(key for key, _, _ in shipping.FIGURES)}")
+    try:
+        shipping.check_accept_worse(set(accept_worse))  # before anything is read or compared
+    except ValueError as err:
+        raise typer.BadParameter(str(err)) from None
     source = run_dir / "model"
     bilm = load_bilm(source)  # fails loudly on a bad model before anything is replaced
     meta = json.loads((source / META_NAME).read_text(encoding="utf-8")) if (source / META_NAME).is_file() else {}
@@ -174,24 +165,19 @@ def main(
     if shipped_meta is not None and shipped_meta.get("ship_decision") and _same_file(into / WEIGHTS_NAME, source / WEIGHTS_NAME):
         # Shipping the same weights again (to refresh the card, e.g. with the report): the comparison
         # that let them in is kept, not replaced by one against themselves.
-        meta["ship_decision"] = shipped_meta.get("ship_decision")
-        decision = (meta["ship_decision"] or {}).get("card_text", "")
+        meta["ship_decision"] = shipped_meta["ship_decision"]
+        decision = shipping.decision_text(meta["ship_decision"])
     elif shipped_meta is not None:  # a model is shipped: the new one must not be worse on dev
         new = shipping.dev_figures_of_candidate(meta, shipping.load_optional(stsb), shipping.load_optional(wic))
         old = shipping.dev_figures_of_shipped(shipped_meta, shipping.load_optional(shipped_report))
         rows = shipping.compare(new, old)
-        try:
-            ok, reason = shipping.decide(rows, set(accept_worse))
-        except ValueError as err:
-            raise typer.BadParameter(str(err)) from None
-        decision = shipping.comparison_table(rows, (old["oov_rate"], new["oov_rate"])) + f"\n\nDecision: {reason}."
-        if note:
-            decision += f" {note.strip()}"
+        ok, reason = shipping.decide(rows, set(accept_worse))
+        meta["ship_decision"] = {"rows": rows, "oov": [old["oov_rate"], new["oov_rate"]], "reason": reason, "note": note.strip()}
+        decision = shipping.decision_text(meta["ship_decision"])
         typer.echo(decision)
         if not ok:
             typer.echo(f"Not shipped: {reason}", err=True)
             raise typer.Exit(1)
-        meta["ship_decision"] = {"rows": rows, "reason": reason, "note": note.strip(), "card_text": decision}
     # File names, not this machine's paths.
     meta["corpus"] = [Path(c).name for c in meta.get("corpus", [])]
     if meta.get("dev_perplexity", {}).get("files"):

@@ -99,15 +99,15 @@ def test_int8_products_agree_with_and_without_onednn_prepacking(tiny_bilm, monke
     model's vectors agree to float rounding whichever kernel path torch has."""
     from spacy_elmo.bilm import quantized
 
-    if not (torch.backends.mkldnn.is_available() and hasattr(torch.ops.onednn, "qlinear_prepack")):
+    if not quantized.torch_has_onednn_int8():
         pytest.skip("this torch has no oneDNN int8 linear: only the torch._int_mm path exists")
     # The oneDNN path is taken only on CPUs with AMX; force it here (tiny products: fast anywhere).
-    monkeypatch.setattr(quantized, "onednn_int8_available", lambda: True)
+    monkeypatch.setattr(quantized, "use_onednn_int8", lambda: True)
     weight = torch.randn(16, 8, generator=torch.Generator().manual_seed(1))
     x = torch.randn(5, 16, generator=torch.Generator().manual_seed(3))
     packed_layers, packed_product = layers(with_precision(tiny_bilm, "int8"), SENTENCES), Int8Linear(weight)(x)
     assert Int8Linear(weight).packed() is not None
-    monkeypatch.setattr(quantized, "onednn_int8_available", lambda: False)
+    monkeypatch.setattr(quantized, "use_onednn_int8", lambda: False)
     plain_layers, plain_product = layers(with_precision(tiny_bilm, "int8"), SENTENCES), Int8Linear(weight)(x)
     assert torch.equal(packed_product, plain_product)  # per-row scales: exact sums, same epilogue
     for a, b in zip(packed_layers, plain_layers):
@@ -128,14 +128,14 @@ def test_onednn_int8_path_only_on_cpus_with_amx(monkeypatch):
 
     for has_amx in (False, True):
         monkeypatch.setattr(quantized, "_cpu_has_amx", lambda: has_amx)
-        quantized.onednn_int8_available.cache_clear()
+        quantized.use_onednn_int8.cache_clear()
         try:
-            expected = has_amx and torch.backends.mkldnn.is_available() and hasattr(torch.ops.onednn, "qlinear_prepack")
-            assert quantized.onednn_int8_available() == expected
+            expected = has_amx and quantized.torch_has_onednn_int8()
+            assert quantized.use_onednn_int8() == expected
             layer = Int8Linear(torch.randn(16, 8, generator=torch.Generator().manual_seed(1)))
             assert (layer.packed() is not None) == expected
         finally:
-            quantized.onednn_int8_available.cache_clear()
+            quantized.use_onednn_int8.cache_clear()
 
 
 def test_int8_copy_holds_int8_weights_and_refuses_stateful(make_bilm):

@@ -38,14 +38,18 @@ INT8_MAX = 127
 TINY = 1e-12  # keeps all-zero rows and columns from dividing by zero
 
 
+def torch_has_onednn_int8() -> bool:
+    """Whether torch has oneDNN's prepacked int8 linear (x86 builds with oneDNN)."""
+    return torch.backends.mkldnn.is_available() and hasattr(torch.ops.onednn, "qlinear_prepack")
+
+
 @functools.cache  # asked on every product of every step
-def onednn_int8_available() -> bool:
-    """Whether to use oneDNN's prepacked int8 linear: torch has it (x86 builds with oneDNN) and the
-    CPU has AMX tiles, where it was measured fast. On an AVX-512 VNNI CPU without AMX (an AMD EPYC,
-    2026-12-03) it took 545 ms for a (32 x 512) @ (512 x 1,024) product that torch._int_mm did in
-    0.16 ms: there the plain path is used. Both give the same exact integer sums."""
-    has_onednn = torch.backends.mkldnn.is_available() and hasattr(torch.ops.onednn, "qlinear_prepack")
-    return has_onednn and _cpu_has_amx()
+def use_onednn_int8() -> bool:
+    """Whether the int8 products go through oneDNN's prepacked int8 linear: where torch has it and
+    the CPU has AMX tiles, where it was measured fast. On an AVX-512 VNNI CPU without AMX (an AMD
+    EPYC, 2026-12-03) it took 545 ms for a (32 x 512) @ (512 x 1,024) product that torch._int_mm did
+    in 0.16 ms: there the plain path is used. Both give the same exact integer sums."""
+    return torch_has_onednn_int8() and _cpu_has_amx()
 
 
 def _cpu_has_amx() -> bool:
@@ -119,7 +123,7 @@ class Int8Linear(nn.Module):
 
     def packed(self) -> PackedInt8Weight | None:
         """The oneDNN-blocked weight (made once), or None where torch has no oneDNN int8 linear."""
-        if self._packed is None and onednn_int8_available():
+        if self._packed is None and use_onednn_int8():
             self._packed = PackedInt8Weight(self.weight)
         return self._packed
 

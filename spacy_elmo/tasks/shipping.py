@@ -77,12 +77,17 @@ def compare(candidate: dict[str, Any], shipped: dict[str, Any]) -> list[dict[str
     return rows
 
 
+def check_accept_worse(names: set[str]) -> None:
+    """ValueError naming the figures that --accept-worse may name, when one of `names` is not one."""
+    unknown = set(names) - {key for key, _, _ in FIGURES}
+    if unknown:
+        raise ValueError(f"--accept-worse {', '.join(sorted(unknown))}: not a figure; use {', '.join(k for k, _, _ in FIGURES)}")
+
+
 def decide(rows: list[dict[str, Any]], accept_worse: set[str]) -> tuple[bool, str]:
     """(may ship, reason): refused when a figure is worse and not explicitly accepted, or when no
     figure could be compared at all."""
-    unknown = accept_worse - {key for key, _, _ in FIGURES}
-    if unknown:
-        raise ValueError(f"--accept-worse {', '.join(sorted(unknown))}: not a figure; use {', '.join(k for k, _, _ in FIGURES)}")
+    check_accept_worse(accept_worse)
     compared = [r for r in rows if r["verdict"] != "n/a"]
     if not compared:
         return False, "no dev figure could be compared with the shipped model's (give --stsb and --wic, and the same dev file)"
@@ -109,6 +114,13 @@ def comparison_table(rows: list[dict[str, Any]], oov: tuple[float | None, float 
         lines += ["", f"Out-of-vocabulary rate on the perplexity file: {100 * oov[0]:.1f} % before, "
                       f"{100 * oov[1]:.1f} % now (each model predicts over its own vocabulary)."]
     return "\n".join(lines)
+
+
+def decision_text(decision: dict[str, Any]) -> str:
+    """The model card's section from a recorded decision ({'rows', 'oov', 'reason', 'note'}, as
+    kept in the shipped meta.json): the comparison table, the decision and its note."""
+    text = comparison_table(decision["rows"], tuple(decision.get("oov") or (None, None))) + f"\n\nDecision: {decision['reason']}."
+    return text + (f" {decision['note']}" if decision.get("note") else "")
 
 
 def load_optional(path: str | Path | None) -> dict | None:
