@@ -173,7 +173,9 @@ def embed_file(
 
     with atomic_path(output_file) as tmp, h5py.File(tmp, "w") as fout:
         # Counted in words as each window is written: a rate and time left that mean something.
-        with tqdm(total=total_words, unit="word", unit_scale=True, desc="embedding", disable=not progress, leave=False) as bar:
+        # k/M suffixes only where they help: a small file reads "6/15 words", not "6.00/15.0".
+        scale = total_words >= 10_000
+        with tqdm(total=total_words, unit=" words", unit_scale=scale, desc="embedding", disable=not progress, leave=False) as bar:
             while chunk := list(itertools.islice(lines, chunk_size)):
                 datasets = []
                 for text, tokens in chunk:
