@@ -285,6 +285,23 @@ def test_evidence_rows_show_the_grid_figures(tmp_path):
     assert "NER learning curve" in (tmp_path / "report.md").read_text()
 
 
+def test_ner_vector_arms_show_f1_per_entity_type(tmp_path):
+    """The grid keeps each NER run's F1 per type; the report shows them for the vector arms."""
+    from spacy_elmo.tasks.grid import headline
+    from spacy_elmo.tasks.report import ReportInputs, make_report
+
+    scores = {"ents_f": 0.84, "ents_p": 0.83, "ents_r": 0.85,
+              "ents_per_type": {"PER": {"p": 0.9, "r": 0.9, "f": 0.88}, "LOC": {"p": 0.9, "r": 0.87, "f": 0.885}}}
+    assert headline(scores) == {"f": 0.84, "p": 0.83, "r": 0.85, "f_LOC": 0.885, "f_PER": 0.88}
+    runs = [{"arm": "vectors", "fraction": 1.0, "seed": 0, "train_docs": None, "scores": headline(scores)}]
+    grid = tmp_path / "v.json"
+    grid.write_text(json.dumps({"runs": runs, "summary": summarize(runs)}))
+    report = make_report(ReportInputs(ner_vectors=grid), tmp_path, plots=False)
+    cells = {r["metric"]: r["cells"] for r in report["table"] if "static vectors" in r["metric"]}
+    assert cells["F1 LOC, + static vectors (floret, same text)"] == {"Baseline": "88.50", "+ELMo (mix)": "n/a"}
+    assert cells["F1 PER, + static vectors (floret, same text)"] == {"Baseline": "88.00", "+ELMo (mix)": "n/a"}
+
+
 @pytest.mark.shared
 @pytest.mark.parametrize("path, n_items, n_labels", [
     ("movie_reviews/movie_reviews.tsv", 2000, 2), ("bbc_news/bbc_news.labels.tsv", 2225, 5),

@@ -83,6 +83,8 @@ def collect_evidence(loaded: dict[str, Any], ner: dict, main_seed: int = 0) -> d
     vectors = _arm_means(loaded.get("ner_vectors"))
     for arm in ("baseline", "elmo"):  # the main runs are the arms without vectors
         vectors[arm] = {k: number(ner.get(arm, {}).get("overall", {}).get(k)) for k in ("f", "p", "r")}
+        for label, figures in (ner.get(arm, {}).get("per_type") or {}).items():
+            vectors[arm][f"f_{label}"] = number((figures or {}).get("f"))
     return {
         "ner_seeds": ner_over_seeds(loaded.get("ner_seeds"), ner, main_seed),
         "ner_precision": {
@@ -127,6 +129,10 @@ def evidence_rows(evidence: dict) -> list[dict]:
         out.append({"task": "NER (CoNLL-2003)", "metric": f"F1 overall, the ELMo pipeline run in {precision} (vs float32)",
                     "split": "test", "cells": {"Baseline": "", "+ELMo (mix)": cell}})
     add("NER (CoNLL-2003)", f"F1 overall, {WITH_VECTORS}", evidence["ner_vectors"], "f", "vectors", "elmo_vectors")
+    # Per type, where the vector arms ran: which entities the table of word vectors helps most.
+    with_vectors = {arm: evidence["ner_vectors"].get(arm) or {} for arm in ("vectors", "elmo_vectors")}
+    for figure in sorted({k for figures in with_vectors.values() for k in figures if k.startswith("f_")}):
+        add("NER (CoNLL-2003)", f"F1 {figure[2:]}, {WITH_VECTORS}", with_vectors, figure, "vectors", "elmo_vectors")
     for name, title in TEXTCAT.items():
         arms = evidence["textcat"][name]
         for figure, metric in (("accuracy", "accuracy %"), ("macro_f", "macro F1 x100")):

@@ -257,11 +257,13 @@ def _plain(value: Any) -> Any:
 
 
 def headline(scores: dict) -> dict[str, float | None]:
-    """The figures the report shows: NER P/R/F1, or textcat accuracy and macro F1 (fractions)."""
+    """The figures the report shows (fractions): NER P/R/F1 and F1 per entity type ('f_LOC', ...),
+    or textcat accuracy and macro F1."""
     from .textcat import textcat_figures
 
     if "ents_f" in scores:
-        return {k: scores.get(f"ents_{k}") for k in ("f", "p", "r")}
+        per_type = {f"f_{label}": (figures or {}).get("f") for label, figures in (scores.get("ents_per_type") or {}).items()}
+        return {**{k: scores.get(f"ents_{k}") for k in ("f", "p", "r")}, **dict(sorted(per_type.items()))}
     return textcat_figures(scores)
 
 
