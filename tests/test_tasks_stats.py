@@ -65,3 +65,34 @@ def test_spearman_matches_the_textbook_formula_without_ties(perm):
     y = np.array(perm)
     d2 = ((x - y) ** 2).sum()
     assert spearman(x, y) == pytest.approx(1 - 6 * d2 / (4 * (16 - 1)))
+
+
+def test_mcnemar_exact_matches_the_binomial_test():
+    from spacy_elmo.tasks.stats import mcnemar_exact
+
+    assert mcnemar_exact(0, 5) == pytest.approx(2 / 32)  # all 5 discordant items one way
+    assert mcnemar_exact(1, 9) == pytest.approx(2 * 11 / 1024)  # C(10,0) + C(10,1) = 11
+    assert mcnemar_exact(9, 1) == mcnemar_exact(1, 9)
+    assert mcnemar_exact(5, 5) == 1.0 and mcnemar_exact(0, 0) == 1.0
+    with pytest.raises(ValueError, match="non-negative"):
+        mcnemar_exact(-1, 3)
+
+
+def test_paired_comparison_of_two_classifiers():
+    from spacy_elmo.tasks.textcat import compare_classifiers
+
+    gold = ["pos", "neg"] * 50
+    a = list(gold)
+    b = list(gold)
+    for i in range(20):  # B misses 20 items A gets right; A misses 2 that B gets right
+        b[i] = "neg" if gold[i] == "pos" else "pos"
+    for i in range(20, 22):
+        a[i] = "neg" if gold[i] == "pos" else "pos"
+    result = compare_classifiers(gold, a, b)
+    assert (result["accuracy_a"], result["accuracy_b"]) == (0.98, 0.80)
+    assert (result["only_a_right"], result["only_b_right"]) == (20, 2)
+    assert result["mcnemar_p"] < 0.001
+    low, high = result["difference_ci95"]
+    assert low < -0.18 < high < 0  # around B - A = -0.18, excluding 0
+    with pytest.raises(ValueError, match="same, non-zero number"):
+        compare_classifiers(gold, a[:-1], b)

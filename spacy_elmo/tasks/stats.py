@@ -65,3 +65,28 @@ def finite_or_none(value: float | None) -> float | None:
     if value is None or not math.isfinite(value):
         return None
     return float(value)
+
+
+def mcnemar_exact(only_a: int, only_b: int) -> float:
+    """Two-sided exact McNemar p-value for two classifiers on the same items: only_a = items
+    only A gets right, only_b = items only B gets right. Under "equally accurate" each of the
+    n = only_a + only_b discordant items goes either way with probability 1/2 (a binomial test)."""
+    if only_a < 0 or only_b < 0:
+        raise ValueError(f"counts must be non-negative, got {only_a} and {only_b}")
+    n = only_a + only_b
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, k) for k in range(min(only_a, only_b) + 1)) / 2**n
+    return min(1.0, 2 * tail)
+
+
+def bootstrap_difference(correct_a, correct_b, n_resamples: int = 10_000, seed: int = 0) -> tuple[float, float]:
+    """95 % percentile interval of accuracy(B) - accuracy(A) over items resampled with
+    replacement (paired: both classifiers keep the same resampled items). correct_*: (n,) bools."""
+    a, b = np.asarray(correct_a, dtype=np.float64), np.asarray(correct_b, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 1 or a.size == 0:
+        raise ValueError(f"need two equally long, non-empty 1-d arrays, got shapes {a.shape} and {b.shape}")
+    picks = np.random.default_rng(seed).integers(0, a.size, size=(n_resamples, a.size))  # (R, n)
+    differences = (b - a)[picks].mean(axis=1)  # (R,)
+    low, high = np.percentile(differences, [2.5, 97.5])
+    return float(low), float(high)

@@ -108,3 +108,27 @@ def textcat_figures(scores: dict) -> dict:
     classes), every doc is one true positive or one false positive plus one false negative, so
     micro P = micro R = micro F = accuracy. A missing figure stays None."""
     return {"accuracy": scores.get("cats_micro_f"), "macro_f": scores.get("cats_macro_f")}
+
+
+def predicted_labels(nlp, docs) -> list[str]:
+    """The top-scoring label of each doc (spaCy's prediction for exclusive classes)."""
+    return [max(doc.cats, key=doc.cats.get) if doc.cats else "" for doc in nlp.pipe(docs)]
+
+
+def compare_classifiers(gold: Sequence[str], pred_a: Sequence[str], pred_b: Sequence[str]) -> dict:
+    """Paired comparison of two classifiers on the same items: accuracies, the discordant counts,
+    the exact McNemar p-value and a paired bootstrap 95 % interval of accuracy(B) - accuracy(A)."""
+    from .stats import bootstrap_difference, mcnemar_exact
+
+    if not (len(gold) == len(pred_a) == len(pred_b)) or not gold:
+        raise ValueError(f"need the same, non-zero number of gold and predicted labels, got {len(gold)}, {len(pred_a)}, {len(pred_b)}")
+    right_a = [g == p for g, p in zip(gold, pred_a)]
+    right_b = [g == p for g, p in zip(gold, pred_b)]
+    only_a = sum(a and not b for a, b in zip(right_a, right_b))
+    only_b = sum(b and not a for a, b in zip(right_a, right_b))
+    low, high = bootstrap_difference(right_a, right_b)
+    return {
+        "n": len(gold), "accuracy_a": sum(right_a) / len(gold), "accuracy_b": sum(right_b) / len(gold),
+        "only_a_right": only_a, "only_b_right": only_b, "mcnemar_p": mcnemar_exact(only_a, only_b),
+        "difference_ci95": [low, high],
+    }
