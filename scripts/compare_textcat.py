@@ -27,6 +27,8 @@ def main(
             raise typer.BadParameter(f"{path} not found")
     nlp_a, nlp_b = spacy.load(model_a), spacy.load(model_b)
     gold_docs = list(DocBin().from_disk(test).get_docs(nlp_a.vocab))
+    if not gold_docs or any(not doc.cats for doc in gold_docs):
+        raise typer.BadParameter(f"{test}: every doc needs its gold doc.cats (a textcat .spacy file), and at least one doc")
     gold = [max(doc.cats, key=doc.cats.get) for doc in gold_docs]
     texts = [doc.text for doc in gold_docs]
     result = compare_classifiers(gold, predicted_labels(nlp_a, texts), predicted_labels(nlp_b, texts))
