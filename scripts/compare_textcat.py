@@ -13,7 +13,7 @@ import typer
 from spacy.tokens import DocBin
 
 from spacy_elmo.tasks._io import write_json
-from spacy_elmo.tasks.textcat import compare_classifiers, predicted_labels
+from spacy_elmo.tasks.textcat import compare_classifiers, predicted_labels, top_label
 
 
 def main(
@@ -29,7 +29,7 @@ def main(
     gold_docs = list(DocBin().from_disk(test).get_docs(nlp_a.vocab))
     if not gold_docs or any(not doc.cats for doc in gold_docs):
         raise typer.BadParameter(f"{test}: every doc needs its gold doc.cats (a textcat .spacy file), and at least one doc")
-    gold = [max(doc.cats, key=doc.cats.get) for doc in gold_docs]
+    gold = [top_label(doc.cats) for doc in gold_docs]
     texts = [doc.text for doc in gold_docs]
     result = compare_classifiers(gold, predicted_labels(nlp_a, texts), predicted_labels(nlp_b, texts))
     write_json(output, {"model_a": str(model_a), "model_b": str(model_b), "test": str(test), **result})

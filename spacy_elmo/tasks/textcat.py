@@ -110,9 +110,15 @@ def textcat_figures(scores: dict) -> dict:
     return {"accuracy": scores.get("cats_micro_f"), "macro_f": scores.get("cats_macro_f")}
 
 
+def top_label(cats: dict[str, float]) -> str:
+    """The top-scoring label (spaCy's prediction for exclusive classes; the gold label of a
+    one-hot doc.cats), or "" for no labels."""
+    return max(cats, key=cats.get) if cats else ""
+
+
 def predicted_labels(nlp, docs) -> list[str]:
-    """The top-scoring label of each doc (spaCy's prediction for exclusive classes)."""
-    return [max(doc.cats, key=doc.cats.get) if doc.cats else "" for doc in nlp.pipe(docs)]
+    """The predicted label of each doc."""
+    return [top_label(doc.cats) for doc in nlp.pipe(docs)]
 
 
 def compare_classifiers(gold: Sequence[str], pred_a: Sequence[str], pred_b: Sequence[str]) -> dict:
