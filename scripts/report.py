@@ -46,6 +46,8 @@ def main(
     ner_precision: Optional[Path] = typer.Option(None, "--ner-precision", help="scripts/ner_precision.py JSON: NER F1 with ELMo in each precision."),
     sentiment: Optional[Path] = typer.Option(None, "--sentiment", help="scripts/train_grid.py JSON: movie-review sentiment arms."),
     topics: Optional[Path] = typer.Option(None, "--topics", help="scripts/train_grid.py JSON: BBC News topic arms."),
+    sentiment_seeds: Optional[Path] = typer.Option(None, "--sentiment-seeds", help="scripts/train_grid.py JSON: sentiment without and with ELMo on more seeds (the main grid is one more)."),
+    topics_seeds: Optional[Path] = typer.Option(None, "--topics-seeds", help="scripts/train_grid.py JSON: topics without and with ELMo on more seeds."),
     ner_curve: Optional[Path] = typer.Option(None, "--ner-curve", help="scripts/train_grid.py JSON: NER on nested train subsets."),
     ner_vectors: Optional[Path] = typer.Option(None, "--ner-vectors", help="scripts/train_grid.py JSON: NER + static vectors arms."),
     model: Optional[Path] = typer.Option(None, "--model", help="biLM model directory (for the polysemy plot)."),
@@ -61,7 +63,8 @@ def main(
     inputs = ReportInputs(
         perplexity=perplexity, task_perplexity_general=task_perplexity_general,
         task_perplexity_finetuned=task_perplexity_finetuned, pretrain_log=pretrain_log, ner_baseline=ner_baseline, ner_elmo=ner_elmo,
-        stsb=stsb, wic=wic, polysemy=polysemy, ner_seeds=ner_seeds, ner_precision=ner_precision, sentiment=sentiment, topics=topics, ner_curve=ner_curve, ner_vectors=ner_vectors,
+        stsb=stsb, wic=wic, polysemy=polysemy, ner_seeds=ner_seeds, ner_precision=ner_precision, sentiment=sentiment, topics=topics,
+        sentiment_seeds=sentiment_seeds, topics_seeds=topics_seeds, ner_curve=ner_curve, ner_vectors=ner_vectors,
         model=model, pipelines=_pairs(pipeline, "--pipeline"), settings=settings,
     )
     data = make_report(inputs, out_dir, readme=readme)

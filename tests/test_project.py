@@ -55,7 +55,7 @@ def test_demo_runs_the_same_steps(project):
     expected = [
         "corpus-pretrain", "pretrain", "evaluate-perplexity", "export", "corpus-ner", "finetune-bilm", "train-ner-baseline",
         "train-ner-elmo", "evaluate-ner", "evaluate-ner-precision", "train-ner-seeds", "corpus-ner-curve", "train-ner-curve", "static-vectors", "train-ner-vectors",
-        "corpus-textcat", "train-textcat", "evaluate-stsb", "evaluate-wic", "evaluate-polysemy", "package", "report",
+        "corpus-textcat", "train-textcat", "train-textcat-seeds", "evaluate-stsb", "evaluate-wic", "evaluate-polysemy", "package", "report",
     ]
     assert project["workflows"]["all"] == expected
 
@@ -133,6 +133,17 @@ def test_evidence_runs_share_the_ner_budget_seed_and_biLM(project):
         seeds = shlex.split(names[prefix + "train-ner-seeds"]["script"][0])
         assert option(seeds, "--train") == option(main, "--paths.train")
         assert option(main, "--system.seed") not in option(seeds, "--seeds").split(","), "the main pair is a seed of its own"
+        # Text classification: the seed step trains the main grid's baseline and ELMo arms, line for
+        # line, on other seeds, into the same run and record folders (a run is never trained twice).
+        for main_line, seeds_line in zip(names[prefix + "train-textcat"]["script"], names[prefix + "train-textcat-seeds"]["script"]):
+            main_argv, seeds_argv = shlex.split(main_line), shlex.split(seeds_line)
+            for name in ("--task", "--runs", "--train", "--dev", "--test", "--elmo-model", "--max-steps", "--gpu-id"):
+                assert option(seeds_argv, name) == option(main_argv, name), (prefix, name)
+            if "--record" in main_argv:
+                assert option(seeds_argv, "--record") == option(main_argv, "--record")
+            arms = [main_argv[i + 1] for i, a in enumerate(main_argv) if a == "--arm"]
+            assert [seeds_argv[i + 1] for i, a in enumerate(seeds_argv) if a == "--arm"] == [a for a in arms if a.split("=")[0] in ("baseline", "elmo")]
+            assert option(main_argv, "--seeds") not in option(seeds_argv, "--seeds").split(",")
 
 
 def test_overriding_data_dir_moves_every_data_path():

@@ -227,6 +227,9 @@ def test_demo_workflow_on_tiny_data(tmp_path, monkeypatch):
     seeds = evidence["ner_seeds"]
     assert seeds["seeds"] == [0, 1] and seeds["gain_sd"] is not None
     assert Path("training/demo/ner_seeds/elmo/f1_s1/train.log").is_file()
+    for task in ("sentiment", "topics"):  # the textcat seed step: seed 1 of baseline and ELMo beside the main grid's seed 0
+        over = evidence["textcat_seeds"][task]["accuracy"]
+        assert over["seeds"] == [0, 1] and over["gain_sd"] is not None, task
     # The ELMo pipeline in each precision the machine runs (float32 always).
     assert 0 <= evidence["ner_precision"]["f1"]["float32"] <= 100
     curve = evidence["learning_curve"]

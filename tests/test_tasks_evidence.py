@@ -446,6 +446,42 @@ def test_ner_over_seeds_pairs_the_main_runs_with_the_grid_seeds(tmp_path):
         "F1 overall, mean ± sd over seeds": {"Baseline": "n/a", "+ELMo (mix)": "n/a"}}
 
 
+def test_textcat_over_seeds_pairs_the_main_grid_with_the_seed_grid(tmp_path):
+    """Text classification over seeds: seed 0 of the baseline and ELMo arms from the main grid
+    (whose vector arms stay out of these rows), seeds 1.. from train-textcat-seeds; a seed the
+    main grid already has keeps the main grid's figure; n/a rows until the seed grid has run."""
+    from spacy_elmo.tasks.report import ReportInputs, make_report
+
+    def grid(path, figures):
+        runs = [{"arm": arm, "fraction": 1.0, "seed": seed, "train_docs": None, "scores": {"accuracy": acc, "macro_f": acc - 0.01}}
+                for (arm, seed), acc in figures.items()]
+        path.write_text(json.dumps({"runs": runs, "summary": summarize(runs)}))
+        return path
+
+    main = grid(tmp_path / "main.json", {("baseline", 0): 0.79, ("elmo", 0): 0.745, ("vectors", 0): 0.715, ("elmo_vectors", 0): 0.805})
+    more = grid(tmp_path / "more.json", {("baseline", 1): 0.66, ("elmo", 1): 0.74, ("baseline", 2): 0.70, ("elmo", 2): 0.75,
+                                         ("elmo", 0): 0.10})  # not the main grid's run: ignored
+
+    def seed_rows(**inputs):
+        report = make_report(ReportInputs(sentiment=main, **inputs), tmp_path / "r")
+        return {r["metric"]: r["cells"] for r in report["table"] if "seed" in r["metric"] and r["task"].startswith("Sentiment")}
+
+    rows = seed_rows(sentiment_seeds=more)
+    over = "mean ± sd of 3 seeds (0, 1, 2)"
+    assert rows[f"accuracy %, {over}"] == {"Baseline": "71.67 ± 6.66", "+ELMo (mix)": "74.50 ± 0.50"}
+    assert rows[f"macro F1 x100, {over}"] == {"Baseline": "70.67 ± 6.66", "+ELMo (mix)": "73.50 ± 0.50"}
+    # gains -4.5, +8, +5 points: mean 2.83, sd 6.53
+    assert rows[f"accuracy gain of ELMo (same seed), {over}"] == {"Baseline": "", "+ELMo (mix)": "+2.83 ± 6.53"}
+    assert len(rows) == 3
+    assert seed_rows(sentiment_seeds=tmp_path / "missing.json") == {
+        "accuracy %, mean ± sd over seeds": {"Baseline": "n/a", "+ELMo (mix)": "n/a"}}
+    # The topics rows read n/a while neither of their grids exists.
+    report = make_report(ReportInputs(sentiment=main, sentiment_seeds=more), tmp_path / "r")
+    topics = {r["metric"]: r["cells"] for r in report["table"] if "seed" in r["metric"] and r["task"].startswith("Topics")}
+    assert topics == {"accuracy %, mean ± sd over seeds": {"Baseline": "n/a", "+ELMo (mix)": "n/a"}}
+    assert report["inputs"]["sentiment_seeds"]["status"] == "ok"
+
+
 def test_ner_precision_rows_show_each_mode_against_float32(tmp_path):
     from spacy_elmo.tasks.report import ReportInputs, make_report
 

@@ -1,10 +1,10 @@
-"""The report's evidence beyond the main NER runs: NER over more seeds (the mean gain of ELMo),
-the trained NER pipeline with its ELMo features in each inference precision, text classification
-with and without ELMo, the NER learning curve, and the static-vector arms (floret vectors from the
+"""The report's evidence beyond the main NER runs: NER and text classification over more seeds
+(the mean gain of ELMo), the trained NER pipeline with its ELMo features in each inference
+precision, text classification with and without ELMo, the NER learning curve, and the static-vector arms (floret vectors from the
 biLM's own pretraining text). Inputs are the metrics JSON files of scripts/train_grid.py; a missing file
 gives n/a cells, never a figure.
 
-    collect_evidence({"ner_seeds": data, "sentiment": data, "topics": data, "ner_curve": data, "ner_vectors": data}, fig["ner"])
+    collect_evidence({"ner_seeds": data, "sentiment": data, "sentiment_seeds": data, ...}, fig["ner"])
     evidence_rows(fig["evidence"]) -> rows in the format of table.rows
 """
 
@@ -14,8 +14,10 @@ from typing import Any
 
 from .table import NA, _cell, number
 
-EVIDENCE_INPUTS = ("ner_seeds", "ner_precision", "sentiment", "topics", "ner_curve", "ner_vectors")  # ReportInputs fields
+EVIDENCE_INPUTS = ("ner_seeds", "ner_precision", "sentiment", "topics", "sentiment_seeds", "topics_seeds", "ner_curve",
+                   "ner_vectors")  # ReportInputs fields
 TEXTCAT = {"sentiment": "Sentiment (movie reviews)", "topics": "Topics (BBC News)"}
+TEXTCAT_FIGURES = {"accuracy": "accuracy %", "macro_f": "macro F1 x100"}
 ARMS = ("baseline", "elmo", "vectors", "elmo_vectors")  # baseline, +ELMo, +static vectors, +both
 WITH_VECTORS = "+ static vectors (floret, same text)"
 REDUCED_PRECISIONS = ("bfloat16", "int8")  # scripts/ner_precision.py; float32 is the main row
@@ -51,22 +53,27 @@ def learning_curve(curve: dict | None, ner: dict) -> dict:
     return {"total_docs": total, "arms": arms}
 
 
-def ner_over_seeds(grid: dict | None, ner: dict, main_seed: int = 0) -> dict:
-    """NER test F1 of both arms per seed: the main pair of runs (train-ner-baseline/-elmo, seed
-    `main_seed`) plus the grid's runs on the whole training set with other seeds. Returns
-    {'seeds': [...], 'baseline': {seed: f}, 'elmo': {seed: f}, 'gain': {seed: f}, and per arm and
-    for the gain 'mean'/'sd' over the seeds where both arms ran} (sd: sample sd, None for one)."""
+def runs_by_seed(grid: dict | None, figure: str, arms: tuple[str, ...] = ("baseline", "elmo")) -> dict[str, dict[int, float]]:
+    """{arm: {seed: figure}} of a train_grid JSON's runs on the whole training set."""
+    per_arm: dict[str, dict[int, float]] = {arm: {} for arm in arms}
+    for run in (grid or {}).get("runs") or []:
+        value = number((run.get("scores") or {}).get(figure))
+        if run.get("arm") in per_arm and run.get("fraction", 1.0) == 1.0 and value is not None:
+            per_arm[run["arm"]].setdefault(int(run["seed"]), value)
+    return per_arm
+
+
+def pair_over_seeds(*sources: dict[str, dict[int, float]]) -> dict:
+    """Both arms per seed from {arm: {seed: figure}} sources (an earlier source keeps its seed).
+    Returns {'seeds': [...], 'baseline': {seed: x}, 'elmo': {seed: x}, 'gain': {seed: x}, and per
+    arm and for the gain 'mean'/'sd' over the seeds where both arms ran} (sd: sample sd, None for one)."""
     from statistics import mean, stdev
 
     per_arm: dict[str, dict[int, float]] = {"baseline": {}, "elmo": {}}
-    for arm in per_arm:
-        main = number(ner.get(arm, {}).get("overall", {}).get("f"))
-        if main is not None:
-            per_arm[arm][main_seed] = main
-    for run in (grid or {}).get("runs") or []:
-        f = number((run.get("scores") or {}).get("f"))
-        if run.get("arm") in per_arm and run.get("fraction", 1.0) == 1.0 and f is not None:
-            per_arm[run["arm"]].setdefault(int(run["seed"]), f)  # the main run keeps its seed
+    for source in sources:
+        for arm, values in per_arm.items():
+            for seed, value in (source.get(arm) or {}).items():
+                values.setdefault(seed, value)
     seeds = sorted(set(per_arm["baseline"]) & set(per_arm["elmo"]))
     out: dict[str, Any] = {"seeds": seeds, **{arm: dict(sorted(v.items())) for arm, v in per_arm.items()}}
     out["gain"] = {s: per_arm["elmo"][s] - per_arm["baseline"][s] for s in seeds}
@@ -75,6 +82,21 @@ def ner_over_seeds(grid: dict | None, ner: dict, main_seed: int = 0) -> dict:
         out[f"{name}_mean"] = mean(values) if values else None
         out[f"{name}_sd"] = stdev(values) if len(values) > 1 else None
     return out
+
+
+def ner_over_seeds(grid: dict | None, ner: dict, main_seed: int = 0) -> dict:
+    """NER test F1 of both arms per seed: the main pair of runs (train-ner-baseline/-elmo, seed
+    `main_seed`) plus the grid's runs on the whole training set with other seeds (pair_over_seeds)."""
+    main = {arm: {main_seed: f} for arm in ("baseline", "elmo")
+            if (f := number(ner.get(arm, {}).get("overall", {}).get("f"))) is not None}
+    return pair_over_seeds(main, runs_by_seed(grid, "f"))
+
+
+def textcat_over_seeds(main: dict | None, more_seeds: dict | None) -> dict[str, dict]:
+    """{figure: pair_over_seeds(...)} for accuracy and macro F1: the main grid's runs (every arm,
+    seed `seed`) plus the runs of the baseline and ELMo arms on more seeds."""
+    return {figure: pair_over_seeds(runs_by_seed(main, figure), runs_by_seed(more_seeds, figure))
+            for figure in TEXTCAT_FIGURES}
 
 
 def collect_evidence(loaded: dict[str, Any], ner: dict, main_seed: int = 0) -> dict:
@@ -92,6 +114,7 @@ def collect_evidence(loaded: dict[str, Any], ner: dict, main_seed: int = 0) -> d
             "notes": dict((loaded.get("ner_precision") or {}).get("notes") or {}),
         },
         "textcat": {name: _arm_means(loaded.get(name)) for name in TEXTCAT},
+        "textcat_seeds": {name: textcat_over_seeds(loaded.get(name), loaded.get(f"{name}_seeds")) for name in TEXTCAT},
         "ner_vectors": vectors,
         "learning_curve": learning_curve(loaded.get("ner_curve"), ner),
     }
@@ -99,6 +122,30 @@ def collect_evidence(loaded: dict[str, Any], ner: dict, main_seed: int = 0) -> d
 
 def _pm(mean: float | None, sd: float | None) -> str:
     return _cell(mean, 100) + ("" if mean is None or sd is None else f" ± {sd * 100:.2f}")
+
+
+def _seed_rows(task: str, over_seeds: dict[str, dict], metrics: dict[str, str] = TEXTCAT_FIGURES) -> list[dict]:
+    """Per figure (pair_over_seeds output): both arms' mean ± sd over the seeds where both ran, and
+    the first figure's gain of ELMo (same seed); one n/a row while there is at most one seed (the
+    main rows show that one)."""
+    out: list[dict] = []
+    first = next(iter(metrics))
+    for figure, metric in metrics.items():
+        seeds = over_seeds.get(figure) or {}
+        n = len(seeds.get("seeds") or [])
+        if n <= 1:
+            if figure == first:
+                out.append({"task": task, "metric": f"{metric}, mean ± sd over seeds", "split": "test",
+                            "cells": {"Baseline": NA, "+ELMo (mix)": NA}})
+            continue
+        over = f"mean ± sd of {n} seeds ({', '.join(map(str, seeds['seeds']))})"
+        out.append({"task": task, "metric": f"{metric}, {over}", "split": "test", "cells": {
+            "Baseline": _pm(seeds["baseline_mean"], seeds["baseline_sd"]), "+ELMo (mix)": _pm(seeds["elmo_mean"], seeds["elmo_sd"])}})
+        if figure == first:
+            gain = _pm(seeds["gain_mean"], seeds["gain_sd"])
+            out.append({"task": task, "metric": f"{metric.split(' ')[0]} gain of ELMo (same seed), {over}", "split": "test",
+                        "cells": {"Baseline": "", "+ELMo (mix)": gain if gain.startswith("-") else "+" + gain}})
+    return out
 
 
 def evidence_rows(evidence: dict) -> list[dict]:
@@ -110,18 +157,7 @@ def evidence_rows(evidence: dict) -> list[dict]:
         cells = {"Baseline": _cell(arms.get(plain, {}).get(figure), 100), "+ELMo (mix)": _cell(arms.get(elmo, {}).get(figure), 100)}
         out.append({"task": task, "metric": metric, "split": "test", "cells": cells})
 
-    seeds = evidence.get("ner_seeds") or {}
-    n = len(seeds.get("seeds") or [])
-    if n > 1:  # one seed is the main row already
-        over = f"mean ± sd of {n} seeds ({', '.join(map(str, seeds['seeds']))})"
-        out.append({"task": "NER (CoNLL-2003)", "metric": f"F1 overall, {over}", "split": "test", "cells": {
-            "Baseline": _pm(seeds["baseline_mean"], seeds["baseline_sd"]), "+ELMo (mix)": _pm(seeds["elmo_mean"], seeds["elmo_sd"])}})
-        gain = _pm(seeds["gain_mean"], seeds["gain_sd"])
-        out.append({"task": "NER (CoNLL-2003)", "metric": f"F1 gain of ELMo (same seed), {over}", "split": "test",
-                    "cells": {"Baseline": "", "+ELMo (mix)": gain if gain.startswith("-") else "+" + gain}})
-    else:
-        out.append({"task": "NER (CoNLL-2003)", "metric": "F1 overall, mean ± sd over seeds", "split": "test",
-                    "cells": {"Baseline": NA, "+ELMo (mix)": NA}})
+    out.extend(_seed_rows("NER (CoNLL-2003)", {"f": evidence.get("ner_seeds") or {}}, {"f": "F1 overall"}))
     f1 = (evidence.get("ner_precision") or {}).get("f1") or {}
     for precision in REDUCED_PRECISIONS:
         value, reference = f1.get(precision), f1.get("float32")
@@ -135,9 +171,10 @@ def evidence_rows(evidence: dict) -> list[dict]:
         add("NER (CoNLL-2003)", f"F1 {figure[2:]}, {WITH_VECTORS}", with_vectors, figure, "vectors", "elmo_vectors")
     for name, title in TEXTCAT.items():
         arms = evidence["textcat"][name]
-        for figure, metric in (("accuracy", "accuracy %"), ("macro_f", "macro F1 x100")):
+        for figure, metric in TEXTCAT_FIGURES.items():
             add(title, metric, arms, figure)
             add(title, f"{metric}, {WITH_VECTORS}", arms, figure, "vectors", "elmo_vectors")
+        out.extend(_seed_rows(title, (evidence.get("textcat_seeds") or {}).get(name) or {}))
 
     curve = evidence["learning_curve"]["arms"]
     fractions = sorted({p["fraction"] for points in curve.values() for p in points})

@@ -42,6 +42,8 @@ class ReportInputs:
     ner_precision: str | Path | None = None  # scripts/ner_precision.py: the NER pipeline per precision
     sentiment: str | Path | None = None
     topics: str | Path | None = None
+    sentiment_seeds: str | Path | None = None  # the baseline and ELMo arms on more seeds
+    topics_seeds: str | Path | None = None
     ner_curve: str | Path | None = None
     ner_vectors: str | Path | None = None
     pipelines: dict[str, str | Path] = field(default_factory=dict)  # task -> trained pipeline (mix weights)
