@@ -249,7 +249,9 @@ def test_evidence_rows_read_na_when_their_steps_have_not_run(tmp_path):
 
     report = make_report(ReportInputs(sentiment=tmp_path / "missing.json", ner_curve=tmp_path / "nope.json"), tmp_path, plots=True)
     rows = _evidence_rows(report)
-    assert len(rows) == 1 + 2 * 4 + 1  # NER + vectors; accuracy/macro F1 with and without vectors per set; the curve
+    # NER + vectors; accuracy/macro F1 with and without vectors per set, and the mean over seeds per
+    # set; the curve
+    assert len(rows) == 1 + 2 * (4 + 1) + 1
     for row in rows:
         assert row["cells"] == {"Baseline": "n/a", "+ELMo (mix)": "n/a"}, row
     assert report["inputs"]["sentiment"]["status"].startswith("missing")
