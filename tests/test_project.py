@@ -96,6 +96,16 @@ def test_scripts_named_in_commands_exist(project):
                     assert arg in cmd.get("deps", []), f"{cmd['name']}: {arg} is not a dependency"
 
 
+def test_the_fine_tuned_copy_is_made_with_deterministic_algorithms(project):
+    """The NER grids' records are fingerprinted against the fine-tuned biLM: it must come out the
+    same on a rerun, which two CPU threads do not give without deterministic algorithms."""
+    names = commands(project)
+    for prefix in ("", "demo-"):
+        (line,) = [line for line in names[prefix + "finetune-bilm"]["script"] if "spacy-elmo pretrain" in line]
+        argv = shlex.split(line)
+        assert argv[argv.index("--system.deterministic") + 1] == "true", prefix
+
+
 def test_ner_runs_share_budget_and_seed(project):
     names = commands(project)
     for prefix in ("", "demo-"):
