@@ -1,8 +1,8 @@
 """The report's evidence beyond the main NER runs: NER and text classification over more seeds
 (the mean gain of ELMo), the trained NER pipeline with its ELMo features in each inference
-precision, text classification with and without ELMo, the NER learning curve, and the static-vector arms (floret vectors from the
-biLM's own pretraining text). Inputs are the metrics JSON files of scripts/train_grid.py; a missing file
-gives n/a cells, never a figure.
+precision, text classification with and without ELMo, the NER learning curve, and the
+static-vector arms (floret vectors from the biLM's own pretraining text). Inputs are the metrics
+JSON files of scripts/train_grid.py; a missing file gives n/a cells, never a figure.
 
     collect_evidence({"ner_seeds": data, "sentiment": data, "sentiment_seeds": data, ...}, fig["ner"])
     evidence_rows(fig["evidence"]) -> rows in the format of table.rows
@@ -93,8 +93,8 @@ def ner_over_seeds(grid: dict | None, ner: dict, main_seed: int = 0) -> dict:
 
 
 def textcat_over_seeds(main: dict | None, more_seeds: dict | None) -> dict[str, dict]:
-    """{figure: pair_over_seeds(...)} for accuracy and macro F1: the main grid's runs (every arm,
-    seed `seed`) plus the runs of the baseline and ELMo arms on more seeds."""
+    """{figure: pair_over_seeds(...)} for accuracy and macro F1: the baseline and ELMo runs of the
+    main grid (train-textcat, one seed), then those of the grid on more seeds (train-textcat-seeds)."""
     return {figure: pair_over_seeds(runs_by_seed(main, figure), runs_by_seed(more_seeds, figure))
             for figure in TEXTCAT_FIGURES}
 
