@@ -18,7 +18,6 @@ EVIDENCE_INPUTS = ("ner_seeds", "ner_precision", "sentiment", "topics", "sentime
                    "ner_vectors")  # ReportInputs fields
 TEXTCAT = {"sentiment": "Sentiment (movie reviews)", "topics": "Topics (BBC News)"}
 TEXTCAT_FIGURES = {"accuracy": "accuracy %", "macro_f": "macro F1 x100"}
-ARMS = ("baseline", "elmo", "vectors", "elmo_vectors")  # baseline, +ELMo, +static vectors, +both
 WITH_VECTORS = "+ static vectors (floret, same text)"
 REDUCED_PRECISIONS = ("bfloat16", "int8")  # scripts/ner_precision.py; float32 is the main row
 
