@@ -249,6 +249,11 @@ def test_demo_workflow_on_tiny_data(tmp_path, monkeypatch):
     assert len(list(Path("packages/demo/spacy-elmo").glob("spacy_elmo-*.whl"))) == 1
     markdown = Path("metrics/demo/report.md").read_text()
     assert "| NER (CoNLL-2003) | F1 overall | test |" in markdown and "Missing inputs" not in markdown
+    from spacy_elmo.tasks.grid import cpu_model_name
+
+    # Every grid run was made here and says so; the report names the machine.
+    assert list(evidence["machines"]) == [cpu_model_name()]
+    assert f"were made on: {cpu_model_name()} (" in markdown
     # The demo never wrote outside its */demo folders.
     for path in project_dir.rglob("*"):
         parts = path.relative_to(project_dir).parts

@@ -338,6 +338,53 @@ def test_a_finished_run_is_reused_only_with_the_same_settings(tmp_path):
     assert finished_scores(tmp_path, config, tmp_path / "test.spacy", settings) is None
 
 
+def test_a_recorded_run_is_reused_only_with_the_same_package_versions_whatever_the_cpu(tmp_path, monkeypatch):
+    from spacy_elmo.tasks import grid
+    from spacy_elmo.tasks._io import write_json
+
+    config = tmp_path / "a.cfg"
+    config.write_text("[x]\ny = 1\n")
+    settings = {"system.seed": 0, "training.max_steps": 100}
+    test = tmp_path / "test.spacy"
+    here = {"cpu": "CPU A", "versions": {"spacy": "3.8.0", "thinc": "8.3.0", "torch": "2.13.0", "numpy": "2.0", "blis": "1.0"}}
+    monkeypatch.setattr(grid, "run_environment", lambda: here)
+    write_json(tmp_path / "test_scores.json", {"ents_f": 0.5})
+    for cpu, thinc, reused in [("CPU A", "8.3.0", True), ("CPU B", "8.3.0", True), ("CPU A", "8.3.1", False)]:
+        made = {"cpu": cpu, "versions": {**here["versions"], "thinc": thinc}}
+        write_json(tmp_path / "run.json", {**grid.run_settings(config, test, settings), "environment": made})
+        assert (grid.finished_scores(tmp_path, config, test, settings) is not None) is reused, (cpu, thinc)
+        assert grid.recorded_environment(tmp_path) == made
+    # A run.json from before environments were recorded is matched on its settings alone.
+    write_json(tmp_path / "run.json", grid.run_settings(config, test, settings))
+    assert grid.finished_scores(tmp_path, config, test, settings) == {"ents_f": 0.5}
+    assert grid.recorded_environment(tmp_path) is None
+
+
+def test_the_environment_names_the_cpu_and_the_versions_of_the_training_stack():
+    import spacy
+    import torch
+
+    from spacy_elmo.tasks.grid import ENVIRONMENT_PACKAGES, run_environment
+
+    environment = run_environment()
+    assert isinstance(environment["cpu"], str) and environment["cpu"]
+    assert set(environment["versions"]) == set(ENVIRONMENT_PACKAGES)
+    assert environment["versions"]["spacy"] == spacy.__version__
+    assert environment["versions"]["torch"].split("+")[0] == torch.__version__.split("+")[0]
+
+
+def test_the_report_says_which_machines_made_the_grid_runs():
+    from spacy_elmo.tasks.evidence import NOT_RECORDED, grid_machines
+
+    def grid_file(*cpus):
+        return {"runs": [{"arm": "baseline", "environment": None if cpu is None else {"cpu": cpu}} for cpu in cpus]}
+
+    loaded = {"ner_seeds": grid_file("AMD EPYC", "AMD EPYC", None), "sentiment": grid_file("Xeon"),
+              "ner_precision": {"f1": {"int8": 0.8}}, "topics": None}
+    assert grid_machines(loaded) == {"AMD EPYC": 2, NOT_RECORDED: 1, "Xeon": 1}
+    assert grid_machines({"ner_seeds": None}) == {}
+
+
 def _fake_training(calls: list):
     """train_and_evaluate without spaCy: writes what the real one writes (run.json, then the scores)
     and a score that names the run, so a test can tell which runs were trained."""
@@ -348,7 +395,7 @@ def _fake_training(calls: list):
         calls.append(output.name)
         assert inputs == grid.input_fingerprints(overrides)  # the arm's fingerprints, hashed once by run_grid
         output.mkdir(parents=True, exist_ok=True)
-        write_json(output / "run.json", grid.run_settings(config, test, overrides, inputs))
+        write_json(output / "run.json", {**grid.run_settings(config, test, overrides, inputs), "environment": grid.run_environment()})
         scores = {"ents_f": 0.5 + overrides["system.seed"] / 10, "ents_p": 0.5, "ents_r": 0.5}
         write_json(output / "test_scores.json", scores)
         return scores
@@ -391,6 +438,7 @@ def test_the_record_carries_finished_runs_to_a_fresh_machine(tmp_path, monkeypat
     assert calls == []
     assert [r["scores"] for r in again["runs"]] == [r["scores"] for r in first["runs"]]
     assert {r["source"] for r in again["runs"]} == {"record"} and {r["model"] for r in again["runs"]} == {None}
+    assert all(r["environment"] == grid.run_environment() for r in first["runs"] + again["runs"])  # the machine, for the report
 
     (elmo / "weights.hdf5").write_bytes(b"weights of a retrained biLM")
     retrained = run_grid(*args, elmo_model=elmo, record_dir=tmp_path / "record")

@@ -116,7 +116,23 @@ def collect_evidence(loaded: dict[str, Any], ner: dict, main_seed: int = 0) -> d
         "textcat_seeds": {name: textcat_over_seeds(loaded.get(name), loaded.get(f"{name}_seeds")) for name in TEXTCAT},
         "ner_vectors": vectors,
         "learning_curve": learning_curve(loaded.get("ner_curve"), ner),
+        "machines": grid_machines(loaded),
     }
+
+
+NOT_RECORDED = "not recorded"
+
+
+def grid_machines(loaded: dict[str, Any]) -> dict[str, int]:
+    """{CPU model name: number of grid runs made on it} over the train_grid files among `loaded`
+    ('not recorded' for runs from before run records named their machine), most runs first."""
+    counts: dict[str, int] = {}
+    for data in loaded.values():
+        runs = data.get("runs") if isinstance(data, dict) else None
+        for run in runs or []:
+            cpu = (run.get("environment") or {}).get("cpu") or NOT_RECORDED
+            counts[cpu] = counts.get(cpu, 0) + 1
+    return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
 
 
 def _pm(mean: float | None, sd: float | None) -> str:

@@ -180,7 +180,7 @@ def train_and_evaluate(config: Path, output: Path, test: Path, overrides: dict[s
 
     (output / "test_scores.json").unlink(missing_ok=True)  # a stale mark must not outlive new settings
     inputs = input_fingerprints(overrides) if inputs is None else inputs  # run_grid hashes each arm's once
-    write_json(output / "run.json", run_settings(config, test, overrides, inputs))
+    write_json(output / "run.json", {**run_settings(config, test, overrides, inputs), "environment": run_environment()})
     spacy_train(config, output, use_gpu=gpu_id, overrides=overrides)
     nlp = load_model(output / "model-best")
     scores = nlp.evaluate(list(Corpus(test)(nlp)))
@@ -231,13 +231,62 @@ def _digest(files: list[Path], root: Path) -> str:
     return hashlib.sha256(lines.encode()).hexdigest()
 
 
+# The packages whose float sums a run's scores come from. The same settings trained with other
+# versions (or on another kind of CPU) follow another trajectory: NER seed 0 of configs/ner_baseline.cfg
+# gave test F1 81.40 on one machine and 82.03 on another (docs/evidence.md).
+ENVIRONMENT_PACKAGES = ("torch", "spacy", "thinc", "numpy", "blis")
+
+
+def run_environment() -> dict:
+    """Where a run is made: {'cpu': the CPU's model name, 'versions': {package: version}}. A record
+    is reused only with the same versions (pin them to reuse records); the CPU is written down and
+    shown by the report, not compared, so a sitting on another kind of machine reuses the runs
+    already made rather than starting over."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {}
+    for name in ENVIRONMENT_PACKAGES:
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            versions[name] = None
+    return {"cpu": cpu_model_name(), "versions": versions}
+
+
+def cpu_model_name() -> str:
+    """The CPU's model name ('AMD EPYC', 'Intel(R) Xeon(R) ...'), or the platform's machine type."""
+    import platform
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
+            if line.lower().startswith("model name") and ":" in line:
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
 def finished_scores(output: Path, config: Path, test: Path, overrides: dict[str, Any],
                     inputs: dict[str, str] | None = None) -> dict | None:
-    """The test scores of a run made with these settings, or None (not run, killed, or changed)."""
-    done, settings = output / "test_scores.json", output / "run.json"
-    if not (done.is_file() and settings.is_file()):
+    """The test scores of a run made with these settings, or None (not run, killed, or changed).
+    A run.json without an environment (written before runs recorded one) is matched on its
+    settings alone; one with an environment also needs the same package versions."""
+    done, settings_file = output / "test_scores.json", output / "run.json"
+    if not (done.is_file() and settings_file.is_file()):
         return None
-    return read_json(done) if read_json(settings) == run_settings(config, test, overrides, inputs) else None
+    settings = read_json(settings_file)
+    environment = settings.pop("environment", None)
+    if settings != run_settings(config, test, overrides, inputs):
+        return None
+    if environment is not None and environment.get("versions") != run_environment()["versions"]:
+        return None
+    return read_json(done)
+
+
+def recorded_environment(output: Path) -> dict | None:
+    """The environment a finished run's run.json names (None for runs made before it was recorded)."""
+    settings = output / "run.json"
+    return read_json(settings).get("environment") if settings.is_file() else None
 
 
 def keep_record(output: Path, record: Path) -> None:
@@ -294,7 +343,7 @@ def run_grid(
     def record_of(output: Path) -> Path | None:
         return None if record_dir is None else Path(record_dir) / output.relative_to(Path(output_dir))
 
-    scores, sources = [], []
+    scores, sources, where = [], [], []  # where: the folder holding each run's run.json
     for arm, _, _, output, settings in planned:
         found = finished_scores(output, arm.config, Path(test), settings, inputs[arm.name])
         record = record_of(output)
@@ -304,6 +353,7 @@ def run_grid(
             record, arm.config, Path(test), settings, inputs[arm.name])
         scores.append(found if recorded is None else recorded)
         sources.append("trained" if recorded is None else "record")
+        where.append(output if recorded is None else record)
     pending = {i: (planned[i][0].config, planned[i][3], Path(test), planned[i][4], gpu_id, inputs[planned[i][0].name])
                for i, found in enumerate(scores) if found is None}
     for i, found in _train_all(pending, jobs):
@@ -314,8 +364,8 @@ def run_grid(
         {"arm": arm.name, "config": str(arm.config), "static_vectors": arm.static_vectors,
          "fraction": train_set.fraction, "seed": seed, "train_docs": train_set.docs,
          "model": str(output / "model-best") if source == "trained" else None, "source": source,
-         "scores": headline(found)}
-        for (arm, train_set, seed, output, _), found, source in zip(planned, scores, sources)
+         "environment": recorded_environment(folder), "scores": headline(found)}
+        for (arm, train_set, seed, output, _), found, source, folder in zip(planned, scores, sources, where)
     ]
     return {"total_docs": total, "max_steps": max_steps, "runs": runs}
 
