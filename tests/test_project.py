@@ -203,3 +203,24 @@ def test_report_so_far_runs_the_report_command_from_whatever_exists(project):
     assert so_far["script"] == names["report"]["script"]
     assert so_far["deps"] == ["scripts/report.py"]
     assert so_far.get("no_skip") is True
+
+
+def test_the_workflow_constraints_pin_the_versions_the_grid_records_were_made_with():
+    """constraints-workflow.txt names every package a record's reuse depends on, at the versions of
+    the committed records that name theirs (a record is reused only with the same versions)."""
+    import json
+
+    from spacy_elmo.tasks.grid import ENVIRONMENT_PACKAGES
+
+    pins = {}
+    for line in (ROOT / "constraints-workflow.txt").read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            name, version = line.split("==")
+            pins[name.strip()] = version.strip()
+    assert set(pins) == set(ENVIRONMENT_PACKAGES)
+    for run in (ROOT / "reports" / "runs").rglob("run.json"):
+        environment = json.loads(run.read_text()).get("environment")
+        if environment is not None:
+            made_with = {name: (version or "").split("+")[0] for name, version in environment["versions"].items()}
+            assert made_with == pins, run
