@@ -347,7 +347,7 @@ def test_a_recorded_run_is_reused_only_with_the_same_package_versions_whatever_t
     settings = {"system.seed": 0, "training.max_steps": 100}
     test = tmp_path / "test.spacy"
     here = {"cpu": "CPU A", "versions": {"spacy": "3.8.0", "thinc": "8.3.0", "torch": "2.13.0", "numpy": "2.0", "blis": "1.0"}}
-    monkeypatch.setattr(grid, "run_environment", lambda: here)
+    monkeypatch.setattr(grid, "package_versions", lambda: here["versions"])
     write_json(tmp_path / "test_scores.json", {"ents_f": 0.5})
     for cpu, thinc, reused in [("CPU A", "8.3.0", True), ("CPU B", "8.3.0", True), ("CPU A", "8.3.1", False)]:
         made = {"cpu": cpu, "versions": {**here["versions"], "thinc": thinc}}
@@ -395,7 +395,7 @@ def _fake_training(calls: list):
         calls.append(output.name)
         assert inputs == grid.input_fingerprints(overrides)  # the arm's fingerprints, hashed once by run_grid
         output.mkdir(parents=True, exist_ok=True)
-        write_json(output / "run.json", {**grid.run_settings(config, test, overrides, inputs), "environment": grid.run_environment()})
+        write_json(output / "run.json", grid.run_record(config, test, overrides, inputs))
         scores = {"ents_f": 0.5 + overrides["system.seed"] / 10, "ents_p": 0.5, "ents_r": 0.5}
         write_json(output / "test_scores.json", scores)
         return scores

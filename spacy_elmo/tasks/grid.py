@@ -16,6 +16,7 @@ fresh machine whose training folders are gone.
 
 from __future__ import annotations
 
+import functools
 import gc
 import hashlib
 import math
@@ -180,7 +181,7 @@ def train_and_evaluate(config: Path, output: Path, test: Path, overrides: dict[s
 
     (output / "test_scores.json").unlink(missing_ok=True)  # a stale mark must not outlive new settings
     inputs = input_fingerprints(overrides) if inputs is None else inputs  # run_grid hashes each arm's once
-    write_json(output / "run.json", {**run_settings(config, test, overrides, inputs), "environment": run_environment()})
+    write_json(output / "run.json", run_record(config, test, overrides, inputs))
     spacy_train(config, output, use_gpu=gpu_id, overrides=overrides)
     nlp = load_model(output / "model-best")
     scores = nlp.evaluate(list(Corpus(test)(nlp)))
@@ -237,11 +238,22 @@ def _digest(files: list[Path], root: Path) -> str:
 ENVIRONMENT_PACKAGES = ("torch", "spacy", "thinc", "numpy", "blis")
 
 
+def run_record(config: Path, test: Path, overrides: dict[str, Any], inputs: dict[str, str] | None = None) -> dict:
+    """What a run's run.json holds: its settings (run_settings) and the environment it is made in."""
+    return {**run_settings(config, test, overrides, inputs), "environment": run_environment()}
+
+
 def run_environment() -> dict:
     """Where a run is made: {'cpu': the CPU's model name, 'versions': {package: version}}. A record
     is reused only with the same versions (pin them to reuse records); the CPU is written down and
     shown by the report, not compared, so a sitting on another kind of machine reuses the runs
     already made rather than starting over."""
+    return {"cpu": cpu_model_name(), "versions": package_versions()}
+
+
+@functools.cache  # asked for every run a grid plans; fixed for the life of the process
+def package_versions() -> dict[str, str | None]:
+    """{package: installed version or None} for ENVIRONMENT_PACKAGES."""
     from importlib.metadata import PackageNotFoundError, version
 
     versions = {}
@@ -250,9 +262,10 @@ def run_environment() -> dict:
             versions[name] = version(name)
         except PackageNotFoundError:
             versions[name] = None
-    return {"cpu": cpu_model_name(), "versions": versions}
+    return versions
 
 
+@functools.cache
 def cpu_model_name() -> str:
     """The CPU's model name ('AMD EPYC', 'Intel(R) Xeon(R) ...'), or the platform's machine type."""
     import platform
@@ -278,7 +291,7 @@ def finished_scores(output: Path, config: Path, test: Path, overrides: dict[str,
     environment = settings.pop("environment", None)
     if settings != run_settings(config, test, overrides, inputs):
         return None
-    if environment is not None and environment.get("versions") != run_environment()["versions"]:
+    if environment is not None and environment.get("versions") != package_versions():
         return None
     return read_json(done)
 
@@ -343,7 +356,7 @@ def run_grid(
     def record_of(output: Path) -> Path | None:
         return None if record_dir is None else Path(record_dir) / output.relative_to(Path(output_dir))
 
-    scores, sources, where = [], [], []  # where: the folder holding each run's run.json
+    scores, sources = [], []
     for arm, _, _, output, settings in planned:
         found = finished_scores(output, arm.config, Path(test), settings, inputs[arm.name])
         record = record_of(output)
@@ -353,7 +366,6 @@ def run_grid(
             record, arm.config, Path(test), settings, inputs[arm.name])
         scores.append(found if recorded is None else recorded)
         sources.append("trained" if recorded is None else "record")
-        where.append(output if recorded is None else record)
     pending = {i: (planned[i][0].config, planned[i][3], Path(test), planned[i][4], gpu_id, inputs[planned[i][0].name])
                for i, found in enumerate(scores) if found is None}
     for i, found in _train_all(pending, jobs):
@@ -364,8 +376,9 @@ def run_grid(
         {"arm": arm.name, "config": str(arm.config), "static_vectors": arm.static_vectors,
          "fraction": train_set.fraction, "seed": seed, "train_docs": train_set.docs,
          "model": str(output / "model-best") if source == "trained" else None, "source": source,
-         "environment": recorded_environment(folder), "scores": headline(found)}
-        for (arm, train_set, seed, output, _), found, source, folder in zip(planned, scores, sources, where)
+         "environment": recorded_environment(record_of(output) if source == "record" else output),
+         "scores": headline(found)}
+        for (arm, train_set, seed, output, _), found, source in zip(planned, scores, sources)
     ]
     return {"total_docs": total, "max_steps": max_steps, "runs": runs}
 
