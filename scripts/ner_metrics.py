@@ -16,8 +16,12 @@ def main(
     output: Path = typer.Argument(..., help="Metrics JSON to write."),
     name: str = typer.Option(..., "--name", help="baseline or elmo"),
     model: Optional[str] = typer.Option(None, "--model", help="The evaluated pipeline (recorded only)."),
+    environment: Optional[Path] = typer.Option(
+        None, "--environment", help="scripts/record_environment.py's file from the model's training: copied in (the report names the machine)."),
 ) -> None:
-    data = write_ner_metrics(spacy_eval, output, name, model)
+    data = write_ner_metrics(spacy_eval, output, name, model, environment)
+    if environment is not None and data["environment"] is None:
+        typer.echo(f"No {environment}: the machine that trained {model or name} is not recorded.")
 
     def pct(value: Optional[float]) -> str:
         return "n/a" if value is None else f"{100 * value:.2f}"

@@ -373,16 +373,22 @@ def test_the_environment_names_the_cpu_and_the_versions_of_the_training_stack():
     assert environment["versions"]["torch"].split("+")[0] == torch.__version__.split("+")[0]
 
 
-def test_the_report_says_which_machines_made_the_grid_runs():
-    from spacy_elmo.tasks.evidence import NOT_RECORDED, grid_machines
+def test_the_report_says_which_machines_made_the_runs():
+    from spacy_elmo.tasks.evidence import NOT_RECORDED, run_machines
 
     def grid_file(*cpus):
         return {"runs": [{"arm": "baseline", "environment": None if cpu is None else {"cpu": cpu}} for cpu in cpus]}
 
     loaded = {"ner_seeds": grid_file("AMD EPYC", "AMD EPYC", None), "sentiment": grid_file("Xeon"),
               "ner_precision": {"f1": {"int8": 0.8}}, "topics": None}
-    assert grid_machines(loaded) == {"AMD EPYC": 2, NOT_RECORDED: 1, "Xeon": 1}
-    assert grid_machines({"ner_seeds": None}) == {}
+    assert run_machines(loaded) == {"AMD EPYC": 2, NOT_RECORDED: 1, "Xeon": 1}
+    assert run_machines({"ner_seeds": None}) == {}
+    # The main NER pair counts too, an arm without a score (its step has not run) does not.
+    ner = {"baseline": {"overall": {"f": 0.8}, "environment": {"cpu": "Xeon"}},
+           "elmo": {"overall": {"f": 0.82}, "environment": None}}
+    assert run_machines(loaded, ner) == {"AMD EPYC": 2, "Xeon": 2, NOT_RECORDED: 2}
+    ner["elmo"]["overall"]["f"] = None
+    assert run_machines({}, ner) == {"Xeon": 1}
 
 
 def _fake_training(calls: list):

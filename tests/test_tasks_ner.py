@@ -181,6 +181,12 @@ def test_from_spacy_evaluate(tmp_path):
     assert data["per_type"]["PER"] == {"p": 0.9, "r": 0.7, "f": 0.7875}
     assert data["words_per_second"] == 1234.5
     assert json.loads((tmp_path / "m" / "ner.json").read_text()) == data
+    assert data["environment"] is None  # no record of where it was trained
+    # The environment scripts/record_environment.py wrote at training time is copied in.
+    (tmp_path / "environment.json").write_text(json.dumps({"environment": {"cpu": "Xeon", "versions": {"spacy": "3.8"}}}))
+    data = write_ner_metrics(path, tmp_path / "ner.json", "elmo", environment_json=tmp_path / "environment.json")
+    assert data["environment"] == {"cpu": "Xeon", "versions": {"spacy": "3.8"}}
+    assert write_ner_metrics(path, tmp_path / "ner.json", "elmo", environment_json=tmp_path / "absent.json")["environment"] is None
     # Nothing is invented for a run that scored no entities.
     empty = from_spacy_evaluate({"speed": 10.0})
     assert empty["overall"] == {"p": None, "r": None, "f": None} and empty["per_type"] == {}

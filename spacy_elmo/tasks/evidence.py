@@ -116,22 +116,25 @@ def collect_evidence(loaded: dict[str, Any], ner: dict, main_seed: int = 0) -> d
         "textcat_seeds": {name: textcat_over_seeds(loaded.get(name), loaded.get(f"{name}_seeds")) for name in TEXTCAT},
         "ner_vectors": vectors,
         "learning_curve": learning_curve(loaded.get("ner_curve"), ner),
-        "machines": grid_machines(loaded),
+        "machines": run_machines(loaded, ner),
     }
 
 
 NOT_RECORDED = "not recorded"
 
 
-def grid_machines(loaded: dict[str, Any]) -> dict[str, int]:
-    """{CPU model name: number of grid runs made on it} over the train_grid files among `loaded`
-    ('not recorded' for runs from before run records named their machine), most runs first."""
+def run_machines(loaded: dict[str, Any], ner: dict | None = None) -> dict[str, int]:
+    """{CPU model name: number of training runs made on it} over the train_grid files among `loaded`
+    and the main NER pair's arms in `ner` (those with a score), 'not recorded' for runs from before
+    their machine was written down; most runs first."""
+    environments = [run.get("environment") for data in loaded.values() if isinstance(data, dict)
+                    for run in data.get("runs") or []]
+    environments += [arm.get("environment") for arm in (ner or {}).values()
+                     if (arm.get("overall") or {}).get("f") is not None]
     counts: dict[str, int] = {}
-    for data in loaded.values():
-        runs = data.get("runs") if isinstance(data, dict) else None
-        for run in runs or []:
-            cpu = (run.get("environment") or {}).get("cpu") or NOT_RECORDED
-            counts[cpu] = counts.get(cpu, 0) + 1
+    for environment in environments:
+        cpu = (environment or {}).get("cpu") or NOT_RECORDED
+        counts[cpu] = counts.get(cpu, 0) + 1
     return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
 
 

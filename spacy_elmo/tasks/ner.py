@@ -204,10 +204,17 @@ def from_spacy_evaluate(data: dict) -> dict:
     }
 
 
-def write_ner_metrics(spacy_eval_json: str | Path, output: str | Path, name: str, model: str | None = None) -> dict:
-    """Convert one `spacy evaluate` output into metrics/<name>.json."""
+def write_ner_metrics(spacy_eval_json: str | Path, output: str | Path, name: str, model: str | None = None,
+                      environment_json: str | Path | None = None) -> dict:
+    """Convert one `spacy evaluate` output into metrics/<name>.json. `environment_json`: the file
+    scripts/record_environment.py wrote when the model was trained; its environment is copied in
+    (None when not given or not there: a model trained before training recorded it)."""
     from ._io import read_json
 
-    data = {"task": "ner", "name": name, "model": model, "metric": "f1", **from_spacy_evaluate(read_json(spacy_eval_json))}
+    environment = None
+    if environment_json is not None and Path(environment_json).is_file():
+        environment = (read_json(environment_json) or {}).get("environment")
+    data = {"task": "ner", "name": name, "model": model, "metric": "f1", "environment": environment,
+            **from_spacy_evaluate(read_json(spacy_eval_json))}
     write_json(output, data)
     return data

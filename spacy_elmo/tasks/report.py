@@ -146,6 +146,7 @@ def collect(inputs: ReportInputs) -> dict:
                 for label, scores in sorted((data.get("per_type") or {}).items())
             },
             "words_per_second": number(data.get("words_per_second")),
+            "environment": data.get("environment"),
         }
 
     def layer_table(data: Any, path: tuple[str, ...]) -> dict[str, float | None]:

@@ -176,7 +176,7 @@ def render_markdown(fig: dict, table: list[dict], plots: dict[str, str]) -> str:
     machines = (fig.get("evidence") or {}).get("machines") or {}
     if machines:
         made_on = "; ".join(f"{cpu} ({n} run{'s' if n != 1 else ''})" for cpu, n in machines.items())
-        lines += [f"The training grids' runs (seeds, learning curve, static vectors, text classification) were made on: "
+        lines += [f"The NER and text classification training runs (main pair, seeds, learning curve, static vectors) were made on: "
                   f"{made_on}. Float sums, and so the trajectory of a run, differ between kinds of CPU.", ""]
     missing = [f"{name} ({info['status']})" for name, info in fig["inputs"].items() if info["status"] != "ok"]
     if missing:
