@@ -50,6 +50,7 @@ def main(
     topics_seeds: Optional[Path] = typer.Option(None, "--topics-seeds", help="scripts/train_grid.py JSON: topics without and with ELMo on more seeds."),
     ner_curve: Optional[Path] = typer.Option(None, "--ner-curve", help="scripts/train_grid.py JSON: NER on nested train subsets."),
     ner_vectors: Optional[Path] = typer.Option(None, "--ner-vectors", help="scripts/train_grid.py JSON: NER + static vectors arms."),
+    ner_vectors_seeds: Optional[Path] = typer.Option(None, "--ner-vectors-seeds", help="scripts/train_grid.py JSON: NER + static vectors on more seeds (against ELMo alone)."),
     model: Optional[Path] = typer.Option(None, "--model", help="biLM model directory (for the polysemy plot)."),
     pipeline: List[str] = typer.Option([], "--pipeline", help="TASK=PIPELINE_DIR of a trained pipeline with a learned mix (repeatable)."),
     setting: List[str] = typer.Option([], "--setting", help="KEY=VALUE shown in the report header (repeatable)."),
@@ -64,7 +65,7 @@ def main(
         perplexity=perplexity, task_perplexity_general=task_perplexity_general,
         task_perplexity_finetuned=task_perplexity_finetuned, pretrain_log=pretrain_log, ner_baseline=ner_baseline, ner_elmo=ner_elmo,
         stsb=stsb, wic=wic, polysemy=polysemy, ner_seeds=ner_seeds, ner_precision=ner_precision, sentiment=sentiment, topics=topics,
-        sentiment_seeds=sentiment_seeds, topics_seeds=topics_seeds, ner_curve=ner_curve, ner_vectors=ner_vectors,
+        sentiment_seeds=sentiment_seeds, topics_seeds=topics_seeds, ner_curve=ner_curve, ner_vectors=ner_vectors, ner_vectors_seeds=ner_vectors_seeds,
         model=model, pipelines=_pairs(pipeline, "--pipeline"), settings=settings,
     )
     data = make_report(inputs, out_dir, readme=readme)

@@ -55,7 +55,7 @@ def test_demo_runs_the_same_steps(project):
     expected = [
         "corpus-pretrain", "pretrain", "evaluate-perplexity", "export", "corpus-ner", "finetune-bilm", "train-ner-baseline",
         "train-ner-elmo", "evaluate-ner", "evaluate-ner-precision", "train-ner-seeds", "corpus-ner-curve", "train-ner-curve", "static-vectors", "train-ner-vectors",
-        "corpus-textcat", "train-textcat", "train-textcat-seeds", "evaluate-stsb", "evaluate-wic", "evaluate-polysemy", "package", "report",
+        "train-ner-vectors-seeds", "corpus-textcat", "train-textcat", "train-textcat-seeds", "evaluate-stsb", "evaluate-wic", "evaluate-polysemy", "package", "report",
     ]
     assert project["workflows"]["all"] == expected
 
@@ -143,6 +143,17 @@ def test_evidence_runs_share_the_ner_budget_seed_and_biLM(project):
         seeds = shlex.split(names[prefix + "train-ner-seeds"]["script"][0])
         assert option(seeds, "--train") == option(main, "--paths.train")
         assert option(main, "--system.seed") not in option(seeds, "--seeds").split(","), "the main pair is a seed of its own"
+        # The vector arm on more seeds: train-ner-vectors' vector arm, line for line, on the seeds of
+        # train-ner-seeds (so it pairs with ELMo alone seed by seed), into the same run and record folders.
+        more = shlex.split(names[prefix + "train-ner-vectors-seeds"]["script"][0])
+        for name in ("--task", "--runs", "--train", "--dev", "--test", "--vectors", "--max-steps", "--gpu-id"):
+            assert option(more, name) == option(vectors, name), (prefix, name)
+        assert ("--record" in more) == ("--record" in vectors)
+        if "--record" in vectors:
+            assert option(more, "--record") == option(vectors, "--record")
+        assert option(more, "--seeds") == option(seeds, "--seeds")
+        assert [more[i + 1] for i, a in enumerate(more) if a == "--arm"] == [
+            vectors[i + 1] for i, a in enumerate(vectors) if a == "--arm" and vectors[i + 1].startswith("vectors=")]
         # Text classification: the seed step trains the main grid's baseline and ELMo arms, line for
         # line, on other seeds, into the same run and record folders (a run is never trained twice).
         for main_line, seeds_line in zip(names[prefix + "train-textcat"]["script"], names[prefix + "train-textcat-seeds"]["script"]):

@@ -249,9 +249,9 @@ def test_evidence_rows_read_na_when_their_steps_have_not_run(tmp_path):
 
     report = make_report(ReportInputs(sentiment=tmp_path / "missing.json", ner_curve=tmp_path / "nope.json"), tmp_path, plots=True)
     rows = _evidence_rows(report)
-    # NER + vectors; accuracy/macro F1 with and without vectors per set, and the mean over seeds per
-    # set; the curve
-    assert len(rows) == 1 + 2 * (4 + 1) + 1
+    # NER + vectors, NER vectors alone vs ELMo alone over seeds; accuracy/macro F1 with and without
+    # vectors per set, and the mean over seeds per set; the curve
+    assert len(rows) == 2 + 2 * (4 + 1) + 1
     for row in rows:
         assert row["cells"] == {"Baseline": "n/a", "+ELMo (mix)": "n/a"}, row
     assert report["inputs"]["sentiment"]["status"].startswith("missing")
@@ -491,7 +491,8 @@ def test_ner_over_seeds_pairs_the_main_runs_with_the_grid_seeds(tmp_path):
 
     def seed_rows(**inputs):
         report = make_report(ReportInputs(ner_baseline=main["baseline"], ner_elmo=main["elmo"], **inputs), tmp_path / "r")
-        return {r["metric"]: r["cells"] for r in report["table"] if "seed" in r["metric"] and r["task"].startswith("NER (")}
+        return {r["metric"]: r["cells"] for r in report["table"]
+                if "seed" in r["metric"] and r["task"].startswith("NER (") and "static vectors" not in r["metric"]}
 
     rows = seed_rows(ner_seeds=seeds)
     over = "mean ± sd of 3 seeds (0, 1, 2)"
@@ -500,6 +501,42 @@ def test_ner_over_seeds_pairs_the_main_runs_with_the_grid_seeds(tmp_path):
     assert rows[f"F1 gain of ELMo (same seed), {over}"] == {"Baseline": "", "+ELMo (mix)": "+3.00 ± 2.00"}
     assert seed_rows(ner_seeds=tmp_path / "missing.json") == {
         "F1 overall, mean ± sd over seeds": {"Baseline": "n/a", "+ELMo (mix)": "n/a"}}
+
+
+def test_static_vectors_against_elmo_alone_seed_by_seed(tmp_path):
+    """Is ELMo better than word vectors from the same text? The vector arm of train-ner-vectors
+    (seed 0) and train-ner-vectors-seeds (1..) against ELMo alone of the same seeds (the main
+    pair and train-ner-seeds); only seeds where both ran; n/a until there are two."""
+    from spacy_elmo.tasks.report import ReportInputs, make_report
+
+    main = {}
+    for arm, f in (("baseline", 0.80), ("elmo", 0.85)):
+        main[arm] = tmp_path / f"ner_{arm}.json"
+        main[arm].write_text(json.dumps({"overall": {"f": f, "p": f, "r": f}}))
+
+    def grid(name, figures):
+        runs = [{"arm": arm, "fraction": 1.0, "seed": seed, "train_docs": None, "scores": {"f": f}} for (arm, seed), f in figures.items()]
+        (tmp_path / name).write_text(json.dumps({"runs": runs, "summary": summarize(runs)}))
+        return tmp_path / name
+
+    seeds = grid("seeds.json", {("baseline", 1): 0.81, ("elmo", 1): 0.86, ("baseline", 2): 0.79, ("elmo", 2): 0.84})
+    vectors = grid("vectors.json", {("vectors", 0): 0.84, ("elmo_vectors", 0): 0.86})
+    more = grid("more.json", {("vectors", 1): 0.83, ("vectors", 2): 0.86, ("vectors", 3): 0.99})  # seed 3: no ELMo run
+
+    def rows(**inputs):
+        report = make_report(ReportInputs(ner_baseline=main["baseline"], ner_elmo=main["elmo"], ner_seeds=seeds, **inputs),
+                             tmp_path / "r", plots=False)
+        return {r["metric"]: r["cells"] for r in report["table"] if "vs ELMo alone" in r["metric"] or "over static" in r["metric"]}
+
+    over = "mean ± sd of 3 seeds (0, 1, 2)"
+    got = rows(ner_vectors=vectors, ner_vectors_seeds=more)
+    assert got[f"F1 overall, static vectors alone (Baseline column) vs ELMo alone, {over}"] == {
+        "Baseline": "84.33 ± 1.53", "+ELMo (mix)": "85.00 ± 1.00"}
+    # gains +1, +3, -2: mean 0.67, sd 2.52
+    assert got[f"F1 gain of ELMo over static vectors (same seed), {over}"] == {"Baseline": "", "+ELMo (mix)": "+0.67 ± 2.52"}
+    # One seed is not a spread: n/a, and no gain row.
+    assert rows(ner_vectors=vectors) == {
+        "F1 overall, static vectors alone (Baseline column) vs ELMo alone, mean ± sd over seeds": {"Baseline": "n/a", "+ELMo (mix)": "n/a"}}
 
 
 def test_textcat_over_seeds_pairs_the_main_grid_with_the_seed_grid(tmp_path):

@@ -15,7 +15,7 @@ from typing import Any
 from .table import NA, _cell, number
 
 EVIDENCE_INPUTS = ("ner_seeds", "ner_precision", "sentiment", "topics", "sentiment_seeds", "topics_seeds", "ner_curve",
-                   "ner_vectors")  # ReportInputs fields
+                   "ner_vectors", "ner_vectors_seeds")  # ReportInputs fields
 TEXTCAT = {"sentiment": "Sentiment (movie reviews)", "topics": "Topics (BBC News)"}
 TEXTCAT_FIGURES = {"accuracy": "accuracy %", "macro_f": "macro F1 x100"}
 WITH_VECTORS = "+ static vectors (floret, same text)"
@@ -91,6 +91,15 @@ def ner_over_seeds(grid: dict | None, ner: dict, main_seed: int = 0) -> dict:
     return pair_over_seeds(main, runs_by_seed(grid, "f"))
 
 
+def vectors_against_elmo(vectors: dict | None, vectors_seeds: dict | None, ner_seeds: dict) -> dict:
+    """NER test F1 of static vectors alone against ELMo alone, per seed (pair_over_seeds, with the
+    vector arm as 'baseline'): the +vectors runs of train-ner-vectors and train-ner-vectors-seeds,
+    ELMo's runs from ner_over_seeds output. Answers "is ELMo better than cheap word vectors from
+    the same text?" over the seeds both ran."""
+    vector_runs = [runs_by_seed(grid, "f", ("vectors",))["vectors"] for grid in (vectors, vectors_seeds)]
+    return pair_over_seeds(*({"baseline": runs} for runs in vector_runs), {"elmo": ner_seeds.get("elmo") or {}})
+
+
 def textcat_over_seeds(main: dict | None, more_seeds: dict | None) -> dict[str, dict]:
     """{figure: pair_over_seeds(...)} for accuracy and macro F1: the baseline and ELMo runs of the
     main grid (train-textcat, one seed), then those of the grid on more seeds (train-textcat-seeds)."""
@@ -106,8 +115,10 @@ def collect_evidence(loaded: dict[str, Any], ner: dict, main_seed: int = 0) -> d
         vectors[arm] = {k: number(ner.get(arm, {}).get("overall", {}).get(k)) for k in ("f", "p", "r")}
         for label, figures in (ner.get(arm, {}).get("per_type") or {}).items():
             vectors[arm][f"f_{label}"] = number((figures or {}).get("f"))
+    ner_seeds = ner_over_seeds(loaded.get("ner_seeds"), ner, main_seed)
     return {
-        "ner_seeds": ner_over_seeds(loaded.get("ner_seeds"), ner, main_seed),
+        "ner_seeds": ner_seeds,
+        "ner_vectors_against_elmo": vectors_against_elmo(loaded.get("ner_vectors"), loaded.get("ner_vectors_seeds"), ner_seeds),
         "ner_precision": {
             "f1": {k: number(v) for k, v in ((loaded.get("ner_precision") or {}).get("f1") or {}).items()},
             "notes": dict((loaded.get("ner_precision") or {}).get("notes") or {}),
@@ -183,6 +194,19 @@ def evidence_rows(evidence: dict) -> list[dict]:
         out.append({"task": "NER (CoNLL-2003)", "metric": f"F1 overall, the ELMo pipeline run in {precision} (vs float32)",
                     "split": "test", "cells": {"Baseline": "", "+ELMo (mix)": cell}})
     add("NER (CoNLL-2003)", f"F1 overall, {WITH_VECTORS}", evidence["ner_vectors"], "f", "vectors", "elmo_vectors")
+    against = evidence.get("ner_vectors_against_elmo") or {}
+    n = len(against.get("seeds") or [])
+    over = f"mean ± sd of {n} seeds ({', '.join(map(str, against['seeds']))})" if n > 1 else "mean ± sd over seeds"
+    cells = {"Baseline": NA, "+ELMo (mix)": NA}
+    if n > 1:
+        cells = {"Baseline": _pm(against["baseline_mean"], against["baseline_sd"]),
+                 "+ELMo (mix)": _pm(against["elmo_mean"], against["elmo_sd"])}
+    out.append({"task": "NER (CoNLL-2003)", "metric": f"F1 overall, static vectors alone (Baseline column) vs ELMo alone, {over}",
+                "split": "test", "cells": cells})
+    if n > 1:
+        gain = _pm(against["gain_mean"], against["gain_sd"])
+        out.append({"task": "NER (CoNLL-2003)", "metric": f"F1 gain of ELMo over static vectors (same seed), {over}", "split": "test",
+                    "cells": {"Baseline": "", "+ELMo (mix)": gain if gain.startswith("-") else "+" + gain}})
     # Per type, where the vector arms ran: which entities the table of word vectors helps most.
     with_vectors = {arm: evidence["ner_vectors"].get(arm) or {} for arm in ("vectors", "elmo_vectors")}
     for figure in sorted({k for figures in with_vectors.values() for k in figures if k.startswith("f_")}):

@@ -46,6 +46,7 @@ class ReportInputs:
     topics_seeds: str | Path | None = None
     ner_curve: str | Path | None = None
     ner_vectors: str | Path | None = None
+    ner_vectors_seeds: str | Path | None = None  # the +vectors arm on more seeds (against ELMo alone)
     pipelines: dict[str, str | Path] = field(default_factory=dict)  # task -> trained pipeline (mix weights)
     settings: dict[str, Any] = field(default_factory=dict)  # shown in the header (corpus, sizes, seed)
 
