@@ -227,6 +227,10 @@ def test_demo_workflow_on_tiny_data(tmp_path, monkeypatch):
     seeds = evidence["ner_seeds"]
     assert seeds["seeds"] == [0, 1] and seeds["gain_sd"] is not None
     assert Path("training/demo/ner_seeds/elmo/f1_s1/train.log").is_file()
+    # Static vectors alone against ELMo alone over the same two seeds (train-ner-vectors + -seeds).
+    against = evidence["ner_vectors_against_elmo"]
+    assert against["seeds"] == [0, 1] and against["gain_sd"] is not None
+    assert against["elmo"] == seeds["elmo"]
     for task in ("sentiment", "topics"):  # the textcat seed step: seed 1 of baseline and ELMo beside the main grid's seed 0
         over = evidence["textcat_seeds"][task]["accuracy"]
         assert over["seeds"] == [0, 1] and over["gain_sd"] is not None, task
@@ -251,8 +255,9 @@ def test_demo_workflow_on_tiny_data(tmp_path, monkeypatch):
     assert "| NER (CoNLL-2003) | F1 overall | test |" in markdown and "Missing inputs" not in markdown
     from spacy_elmo.tasks.grid import cpu_model_name
 
-    # Every grid run was made here and says so; the report names the machine.
+    # Every training run (the main pair's too) was made here and says so; the report names the machine.
     assert list(evidence["machines"]) == [cpu_model_name()]
+    assert json.loads(Path("metrics/demo/ner_elmo.json").read_text())["environment"]["cpu"] == cpu_model_name()
     assert f"were made on: {cpu_model_name()} (" in markdown
     # The demo never wrote outside its */demo folders.
     for path in project_dir.rglob("*"):
