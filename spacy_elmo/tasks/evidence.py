@@ -153,10 +153,11 @@ def _pm(mean: float | None, sd: float | None) -> str:
     return _cell(mean, 100) + ("" if mean is None or sd is None else f" ± {sd * 100:.2f}")
 
 
-def _seed_rows(task: str, over_seeds: dict[str, dict], metrics: dict[str, str] = TEXTCAT_FIGURES) -> list[dict]:
+def _seed_rows(task: str, over_seeds: dict[str, dict], metrics: dict[str, str] = TEXTCAT_FIGURES,
+               gain_of: str = "of ELMo") -> list[dict]:
     """Per figure (pair_over_seeds output): both arms' mean ± sd over the seeds where both ran, and
-    the first figure's gain of ELMo (same seed); one n/a row while there is at most one seed (the
-    main rows show that one)."""
+    the first figure's gain (`gain_of`: what gains over what, same seed); one n/a row while there is
+    at most one seed (the main rows show that one)."""
     out: list[dict] = []
     first = next(iter(metrics))
     for figure, metric in metrics.items():
@@ -172,7 +173,7 @@ def _seed_rows(task: str, over_seeds: dict[str, dict], metrics: dict[str, str] =
             "Baseline": _pm(seeds["baseline_mean"], seeds["baseline_sd"]), "+ELMo (mix)": _pm(seeds["elmo_mean"], seeds["elmo_sd"])}})
         if figure == first:
             gain = _pm(seeds["gain_mean"], seeds["gain_sd"])
-            out.append({"task": task, "metric": f"{metric.split(' ')[0]} gain of ELMo (same seed), {over}", "split": "test",
+            out.append({"task": task, "metric": f"{metric.split(' ')[0]} gain {gain_of} (same seed), {over}", "split": "test",
                         "cells": {"Baseline": "", "+ELMo (mix)": gain if gain.startswith("-") else "+" + gain}})
     return out
 
@@ -194,19 +195,9 @@ def evidence_rows(evidence: dict) -> list[dict]:
         out.append({"task": "NER (CoNLL-2003)", "metric": f"F1 overall, the ELMo pipeline run in {precision} (vs float32)",
                     "split": "test", "cells": {"Baseline": "", "+ELMo (mix)": cell}})
     add("NER (CoNLL-2003)", f"F1 overall, {WITH_VECTORS}", evidence["ner_vectors"], "f", "vectors", "elmo_vectors")
-    against = evidence.get("ner_vectors_against_elmo") or {}
-    n = len(against.get("seeds") or [])
-    over = f"mean ± sd of {n} seeds ({', '.join(map(str, against['seeds']))})" if n > 1 else "mean ± sd over seeds"
-    cells = {"Baseline": NA, "+ELMo (mix)": NA}
-    if n > 1:
-        cells = {"Baseline": _pm(against["baseline_mean"], against["baseline_sd"]),
-                 "+ELMo (mix)": _pm(against["elmo_mean"], against["elmo_sd"])}
-    out.append({"task": "NER (CoNLL-2003)", "metric": f"F1 overall, static vectors alone (Baseline column) vs ELMo alone, {over}",
-                "split": "test", "cells": cells})
-    if n > 1:
-        gain = _pm(against["gain_mean"], against["gain_sd"])
-        out.append({"task": "NER (CoNLL-2003)", "metric": f"F1 gain of ELMo over static vectors (same seed), {over}", "split": "test",
-                    "cells": {"Baseline": "", "+ELMo (mix)": gain if gain.startswith("-") else "+" + gain}})
+    out.extend(_seed_rows("NER (CoNLL-2003)", {"f": evidence.get("ner_vectors_against_elmo") or {}},
+                          {"f": "F1 overall, static vectors alone (Baseline column) vs ELMo alone"},
+                          gain_of="of ELMo over static vectors"))
     # Per type, where the vector arms ran: which entities the table of word vectors helps most.
     with_vectors = {arm: evidence["ner_vectors"].get(arm) or {} for arm in ("vectors", "elmo_vectors")}
     for figure in sorted({k for figures in with_vectors.values() for k in figures if k.startswith("f_")}):
