@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from spacy_elmo.bilm import BiLM, BiLMOutput, CharCnnOptions, ElmoOptions, batch_to_ids
+from spacy_elmo.bilm.blocked import plain_products
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -170,11 +171,12 @@ def test_sentence_alone_equals_sentence_in_a_batch(tiny_bilm):
 
 def test_inference_gives_the_numbers_of_the_training_path_exactly(tiny_bilm):
     """Without autograd the LSTM updates its cell in place (lstm.cell_update_inplace); with it, out
-    of place. Same operations in the same order: bit-identical layers, padding and ragged rows included."""
+    of place. Same operations in the same order: bit-identical layers, padding and ragged rows included.
+    (Inside plain_products, inference runs the training path's products: blocked.py.)"""
     char_ids = batch_to_ids([LONG, MID, SHORT, []])
-    with torch.no_grad():
+    with torch.no_grad(), plain_products():
         inference = tiny_bilm(char_ids)
-    with torch.enable_grad():
+    with torch.enable_grad(), plain_products():
         training = tiny_bilm(char_ids)
     assert any(layer.requires_grad for layer in training.layers)
     for k, (a, b) in enumerate(zip(inference.layers, training.layers)):

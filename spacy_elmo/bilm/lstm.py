@@ -18,6 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .blocked import BlockedWeights
 from .options import LstmOptions
 
 FORGET_BIAS = 1.0
@@ -73,6 +74,7 @@ class BiLstmLayer(nn.Module):
         self.W_hidden = nn.Parameter(torch.empty(2, proj, 4 * cell))  # h -> gates
         self.bias = nn.Parameter(torch.empty(2, 4 * cell))  # without the run-time forget bias
         self.W_proj = nn.Parameter(torch.empty(2, cell, proj))  # cell output -> h
+        self.blocked = BlockedWeights()  # inference: the weights in oneDNN's layout (blocked.py)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -89,19 +91,24 @@ class BiLstmLayer(nn.Module):
         return self.bias + forget
 
     # The layer's three products. An inference-only int8 copy (quantized.py) overrides these and
-    # nothing else, so both share the recurrence below.
+    # nothing else, so both share the recurrence below. At inference on a CPU they run through
+    # weights blocked once for oneDNN (blocked.py; None = not here, then torch's batched product).
 
     def input_gates(self, x: torch.Tensor) -> torch.Tensor:
         """(2, n, in) -> (2, n, 4cell): x @ W_input + the gate bias."""
-        return torch.baddbmm(self.gate_bias().unsqueeze(1), x, self.W_input)
+        bias = self.gate_bias()
+        fast = self.blocked.product_per_direction("input", x, self.W_input, bias=bias)
+        return fast if fast is not None else torch.baddbmm(bias.unsqueeze(1), x, self.W_input)
 
     def hidden_gates(self, x_gates: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         """(2, n, 4cell) + (2, n, proj) @ W_hidden -> (2, n, 4cell)."""
-        return torch.baddbmm(x_gates, h, self.W_hidden)
+        fast = self.blocked.product_per_direction("hidden", h, self.W_hidden, add=x_gates)
+        return fast if fast is not None else torch.baddbmm(x_gates, h, self.W_hidden)
 
     def project(self, m: torch.Tensor) -> torch.Tensor:
         """(2, n, cell) -> (2, n, proj): the cell output's projection to h."""
-        return torch.bmm(m, self.W_proj)
+        fast = self.blocked.product_per_direction("projection", m, self.W_proj)
+        return fast if fast is not None else torch.bmm(m, self.W_proj)
 
     def forward(
         self,

@@ -1,0 +1,148 @@
+"""Inference products with each weight blocked once into oneDNN's layout.
+
+`torch.addmm` and `torch.bmm` hand float32 products to MKL, which re-blocks (packs) the weight on
+every call. The LSTM's per-step products have one row per running sentence and large weights
+(512 x 16,384 at the original size), so re-blocking costs about as much as the arithmetic; on the
+AMD EPYC these figures come from, MKL also ran square float32 products at less than half of
+oneDNN's speed (docs/inference.md). Here each weight is blocked once with oneDNN
+(`torch.ops.mkldnn._reorder_linear_weight`) and its products run through
+`torch.ops.mkldnn._linear_pointwise`: the ops torch's own compiler uses for frozen linear layers on
+the CPU.
+
+- Used only without autograd, outside autocast, on the CPU, for float32 weights (and bfloat16
+  weights on CPUs that run bf16 natively), where torch has oneDNN and `torch.backends.mkldnn.enabled`
+  is on (the switch that turns it off). Anywhere else `product` returns None and the caller runs
+  its plain torch product: training and fine-tuning never take this path.
+- The blocked copy is made on first use and remade whenever the weight changes (another storage,
+  dtype or in-place version: an optimizer step, `load_state_dict`), so it is never stale. It is
+  never saved, copied or pickled: a copy of a module starts without blocked weights.
+- A row's result does not depend on the other rows of the product (tested bit for bit); against
+  MKL's product the numbers differ in the last bits (about 1e-6 on the LSTM's outputs).
+- It keeps one more copy of each weight it has used (the same bytes as the weight).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import Iterator
+
+import torch
+
+from .precision import cpu_has_native_bf16
+
+
+@functools.cache
+def onednn_linear_available() -> bool:
+    """Whether torch has oneDNN's blocked linear and it gives addmm's numbers on a small product."""
+    if not torch.backends.mkldnn.is_available():
+        return False
+    if not (hasattr(torch.ops.mkldnn, "_reorder_linear_weight") and hasattr(torch.ops.mkldnn, "_linear_pointwise")):
+        return False
+    try:
+        generator = torch.Generator().manual_seed(0)
+        x, weight, bias = (torch.randn(*shape, generator=generator) for shape in ((3, 8), (8, 5), (5,)))
+        blocked = torch.ops.mkldnn._reorder_linear_weight(weight.t().contiguous(), None)
+        y = torch.ops.mkldnn._linear_pointwise(x, blocked, bias, "none", [], "")
+        return bool(torch.allclose(y, torch.addmm(bias, x, weight), atol=1e-5))
+    except (RuntimeError, NotImplementedError):
+        return False
+
+
+@contextlib.contextmanager
+def plain_products() -> Iterator[None]:
+    """Inside it, inference runs torch's plain products, as training does (the numbers of releases
+    before blocked weights). It turns torch's oneDNN switch off, which also moves convolutions off
+    oneDNN; the previous setting comes back on exit."""
+    before = torch.backends.mkldnn.enabled
+    torch.backends.mkldnn.enabled = False
+    try:
+        yield
+    finally:
+        torch.backends.mkldnn.enabled = before
+
+
+@functools.cache
+def _blockable_dtypes() -> tuple[torch.dtype, ...]:
+    return (torch.float32, torch.bfloat16) if cpu_has_native_bf16() else (torch.float32,)
+
+
+def applies(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """Whether x @ weight runs through a blocked weight here (inference on a CPU with oneDNN)."""
+    return (
+        not torch.is_grad_enabled()
+        and x.device.type == "cpu"
+        and x.dtype == weight.dtype
+        and x.dtype in _blockable_dtypes()
+        and not torch.is_autocast_enabled("cpu")
+        and torch.backends.mkldnn.enabled
+        and onednn_linear_available()
+    )
+
+
+class BlockedWeights:
+    """A module's weights in oneDNN's blocked layout, by name, each remade when its weight changes."""
+
+    def __init__(self) -> None:
+        self._blocked: dict[str, tuple[tuple, torch.Tensor]] = {}
+
+    # A copy of a module (deepcopy, pickle, a worker process) starts empty: oneDNN's blocked
+    # tensors cannot be copied, and a copy may get other weights.
+    def __deepcopy__(self, memo: dict) -> BlockedWeights:
+        return BlockedWeights()
+
+    def __getstate__(self) -> dict:
+        return {}
+
+    def __setstate__(self, state: dict) -> None:
+        self._blocked = {}
+
+    def clear(self) -> None:
+        self._blocked.clear()
+
+    def blocked(self, name: str, weight: torch.Tensor) -> torch.Tensor:
+        """`weight` (in, out) blocked as oneDNN's (out, in) linear weight, made once per version."""
+        key = (weight.data_ptr(), weight._version, tuple(weight.shape), weight.dtype)
+        held = self._blocked.get(name)
+        if held is None or held[0] != key:
+            self._blocked[name] = held = (key, torch.ops.mkldnn._reorder_linear_weight(weight.detach().t(), None))
+        return held[1]
+
+    def product(
+        self,
+        name: str,
+        x: torch.Tensor,
+        weight: torch.Tensor,
+        bias: torch.Tensor | None = None,
+        add: torch.Tensor | None = None,
+    ) -> torch.Tensor | None:
+        """x (n, in) @ weight (in, out) + bias (out,) + add (n, out), or None where it does not apply
+        (then the caller runs its own product). `add` is summed in oneDNN's output pass."""
+        if not applies(x, weight):
+            return None
+        blocked = self.blocked(name, weight)
+        x = x.contiguous()
+        if bias is not None:
+            bias = bias.detach()
+        if add is None:
+            return torch.ops.mkldnn._linear_pointwise(x, blocked, bias, "none", [], "")
+        return torch.ops.mkldnn._linear_pointwise.binary(x, add.contiguous(), blocked, bias, "add")
+
+    def product_per_direction(
+        self,
+        name: str,
+        x: torch.Tensor,
+        weight: torch.Tensor,
+        bias: torch.Tensor | None = None,
+        add: torch.Tensor | None = None,
+    ) -> torch.Tensor | None:
+        """The LSTM's batched form: x (2, n, in) @ weight (2, in, out) + bias (2, out) + add (2, n, out)
+        -> (2, n, out), direction d with weight[d]; or None where it does not apply."""
+        if not applies(x, weight):
+            return None
+        return torch.stack([
+            self.product(
+                f"{name}{d}", x[d], weight[d], None if bias is None else bias[d], None if add is None else add[d]
+            )
+            for d in range(2)
+        ])
