@@ -183,6 +183,26 @@ def test_inference_gives_the_numbers_of_the_training_path_exactly(tiny_bilm):
         assert torch.equal(a, b.detach()), f"layer {k}"
 
 
+def test_inference_input_products_by_group_give_the_numbers_of_one_product(tiny_bilm, monkeypatch):
+    """At inference the input-to-hidden products run a group of steps at a time (lstm.INPUT_GROUP_ROWS
+    rows): however the steps are grouped, the layers are the same, and the groups do cover every step."""
+    import spacy_elmo.bilm.lstm as lstm_module
+
+    char_ids = batch_to_ids([LONG, MID, SHORT, []])
+    results = {}
+    for rows in (1, 3, 10**9):
+        monkeypatch.setattr(lstm_module, "INPUT_GROUP_ROWS", rows)
+        with torch.no_grad():
+            results[rows] = tiny_bilm(char_ids).layers
+    for rows in (1, 3):
+        for k, (a, b) in enumerate(zip(results[rows], results[10**9])):
+            torch.testing.assert_close(a, b, **TOL, msg=lambda m, k=k: f"{rows} rows, layer {k}: {m}")
+    with torch.enable_grad():  # the training path: one product for all steps
+        training = tiny_bilm(char_ids).layers
+    for a, b in zip(results[3], training):
+        torch.testing.assert_close(a, b.detach(), rtol=0.0, atol=1e-5)
+
+
 def test_calling_twice_gives_identical_results(tiny_bilm, make_bilm):
     batch = [LONG, MID, SHORT]
     first, second = run(tiny_bilm, batch), run(tiny_bilm, batch)

@@ -15,6 +15,8 @@ add the forget-gate bias of 1.0 at run time rather than storing it, so weights r
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import torch
 from torch import nn
 
@@ -22,6 +24,8 @@ from .blocked import BlockedWeights
 from .options import LstmOptions
 
 FORGET_BIAS = 1.0
+# Rows of one input-to-hidden product at inference (see BiLstmLayer.input_gates_by_group).
+INPUT_GROUP_ROWS = 128
 
 
 def reverse_padded(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -110,6 +114,23 @@ class BiLstmLayer(nn.Module):
         fast = self.blocked.product_per_direction("projection", m, self.W_proj)
         return fast if fast is not None else torch.bmm(m, self.W_proj)
 
+    def input_gates_by_group(self, packed: torch.Tensor, active: list[int]) -> Iterator[torch.Tensor]:
+        """Inference: the input-to-hidden products of consecutive steps, one group of at least
+        INPUT_GROUP_ROWS rows at a time, made as the recurrence reaches them; yields each step's
+        (2, n_t, 4cell). At the original size all of a batch's input gates at once are hundreds of
+        MB of fresh memory, which the allocator maps (and the kernel zeroes) again for every batch;
+        a group's ~17 MB is reused from one group to the next. Each row's product does not depend
+        on the other rows of its product (blocked.py), so the numbers are those of one product."""
+        start = 0
+        group: list[int] = []
+        for step, n in enumerate(active):
+            group.append(n)
+            if sum(group) >= INPUT_GROUP_ROWS or step == len(active) - 1:
+                rows = sum(group)
+                yield from self.input_gates(packed[:, start : start + rows]).split(group, dim=1)
+                start += rows
+                group = []
+
     def forward(
         self,
         x: torch.Tensor,
@@ -142,17 +163,19 @@ class BiLstmLayer(nn.Module):
         # (2, n_real, in) @ (2, in, 4cell) + bias -> (2, n_real, 4cell).
         valid = (torch.arange(time).unsqueeze(1) < lengths.unsqueeze(0)).to(x.device)  # (time, batch)
         packed = x.transpose(1, 2)[:, valid]  # (2, n_real, in)
-        x_gates = self.input_gates(packed)
-        # Split once: slicing inside the loop would make backprop allocate a full-size zero
-        # gradient per step.
-        x_steps = x_gates.split(active, dim=1)  # time x (2, n_t, 4cell)
+        if torch.is_grad_enabled():
+            # Split once: slicing inside the loop would make backprop allocate a full-size zero
+            # gradient per step.
+            x_steps = iter(self.input_gates(packed).split(active, dim=1))  # time x (2, n_t, 4cell)
+        else:
+            x_steps = self.input_gates_by_group(packed, active)
         outputs = []
         # Without autograd the cell update can overwrite each step's fresh gate tensor instead of
         # allocating ten new ones: the same operations in the same order, so the same numbers.
         cell_update = cell_update_inplace if not torch.is_grad_enabled() else cell_update_autograd
-        for t in range(time):
+        for t, x_step in zip(range(time), x_steps):
             n = active[t]
-            gates = self.hidden_gates(x_steps[t], h[:, :n])  # (2, n, 4cell), a new tensor
+            gates = self.hidden_gates(x_step, h[:, :n])  # (2, n, 4cell), a new tensor
             c_new, m = cell_update(gates.to(cell_dtype), c[:, :n], self.cell_clip)
             h_new = self.project(m.to(h.dtype))  # (2, n, proj)
             if self.proj_clip is not None:
