@@ -43,9 +43,10 @@ def blocked_names(bilm) -> set[str]:
 def test_inference_uses_blocked_weights_and_matches_the_plain_products(tiny_bilm):
     fast = layers(tiny_bilm, SENTENCES)
     used = blocked_names(tiny_bilm)
-    # Every product of the LSTM (both directions) and the char encoder's highway and projection.
+    # Every product of the LSTM (both directions) and the char encoder's convolutions, highways and projection.
+    convolutions = {f"char_encoder.conv{k}" for k in range(len(tiny_bilm.char_encoder.convolutions))}
     assert {"lstm.layers.0.hidden0", "lstm.layers.0.hidden1", "lstm.layers.1.input0", "lstm.layers.1.projection1",
-            "char_encoder.projection", "char_encoder.highways.0.carry", "char_encoder.highways.0.transform"} <= used
+            "char_encoder.projection", "char_encoder.highways.0.carry", "char_encoder.highways.0.transform"} | convolutions <= used
     with plain_products():
         plain = layers(tiny_bilm, SENTENCES)
     for k, (a, b) in enumerate(zip(fast, plain)):
@@ -117,3 +118,18 @@ def test_bfloat16_copy_uses_blocked_weights_too(tiny_bilm):
         plain = layers(reduced, SENTENCES)
     for a, b in zip(fast, plain):
         assert float((a - b).abs().max()) < 0.05 * float(b.abs().max())
+
+
+def test_blocked_convolutions_match_conv1d_and_take_no_tokens(tiny_bilm):
+    encoder = tiny_bilm.char_encoder
+    char_ids = batch_to_ids(SENTENCES).reshape(-1, 50)
+    with torch.no_grad():
+        x = encoder.char_embed(char_ids).transpose(1, 2)
+        fast = encoder.convolve_blocked(x)
+        plain = torch.cat([conv(x).max(dim=-1).values for conv in encoder.convolutions], dim=-1)
+        torch.testing.assert_close(fast, plain, rtol=0.0, atol=1e-5)
+        assert encoder.convolve_blocked(x[:0]).shape == (0, plain.shape[1])
+        # one token alone gets the bits it gets among the others
+        assert torch.equal(encoder.convolve_blocked(x[3:4]), fast[3:4])
+    with torch.enable_grad():
+        assert encoder.convolve_blocked(x) is None

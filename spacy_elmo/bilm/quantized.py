@@ -30,6 +30,7 @@ import math
 import torch
 from torch import nn
 
+from .blocked import BlockedWeights
 from .char_encoder import CharEncoder, Highway
 from .lstm import BiLstmLayer
 from .model import BiLM
@@ -223,6 +224,7 @@ class Int8CharEncoder(CharEncoder):
         self.highways = nn.ModuleList(Int8Highway(hw) for hw in encoder.highways)
         self.projection = Int8Linear(encoder.W_proj, encoder.b_proj)
         self.token_cache = copy.deepcopy(encoder.token_cache)  # its own, empty: other weights
+        self.blocked = BlockedWeights()  # the float32 convolutions' filters for oneDNN (blocked.py)
 
     def project(self, h: torch.Tensor) -> torch.Tensor:
         return self.projection(h)
