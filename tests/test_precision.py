@@ -121,21 +121,30 @@ def test_int8_products_agree_with_and_without_onednn_prepacking(tiny_bilm, monke
         Int8Linear(weight, input_bound=0.0)
 
 
-def test_onednn_int8_path_only_on_cpus_with_amx(monkeypatch):
-    """oneDNN's int8 linear fell to a path ~3,000x slower than torch._int_mm on an AVX-512 VNNI CPU
-    without AMX: the prepacked path is taken only where the CPU has AMX tiles."""
+def test_onednn_int8_path_on_cpus_with_amx_or_vnni_signed_only_with_amx(monkeypatch):
+    """oneDNN's int8 linear with signed activations fell to a path ~3,000x slower than torch._int_mm
+    on an AVX-512 VNNI CPU without AMX; with unsigned ones (+128, zero point 128) it is fast there.
+    Without VNNI the plain path runs. Every way gives the same exact sums."""
     from spacy_elmo.bilm import quantized
 
-    for has_amx in (False, True):
+    weight = torch.randn(16, 8, generator=torch.Generator().manual_seed(1))
+    x = torch.randn(5, 16, generator=torch.Generator().manual_seed(3))
+    products = []
+    for has_amx, has_vnni in itertools.product((False, True), repeat=2):
         monkeypatch.setattr(quantized, "_cpu_has_amx", lambda: has_amx)
+        monkeypatch.setattr(quantized, "_cpu_has_vnni", lambda: has_vnni)
         quantized.use_onednn_int8.cache_clear()
         try:
-            expected = has_amx and quantized.torch_has_onednn_int8()
+            expected = (has_amx or has_vnni) and quantized.torch_has_onednn_int8()
             assert quantized.use_onednn_int8() == expected
-            layer = Int8Linear(torch.randn(16, 8, generator=torch.Generator().manual_seed(1)))
+            layer = Int8Linear(weight)
             assert (layer.packed() is not None) == expected
+            if expected:
+                assert layer.packed().input_zero_point == (0 if has_amx else 128)
+            products.append(layer(x))
         finally:
             quantized.use_onednn_int8.cache_clear()
+    assert all(torch.equal(p, products[0]) for p in products)
 
 
 def test_int8_copy_holds_int8_weights_and_refuses_stateful(make_bilm):

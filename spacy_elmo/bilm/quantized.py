@@ -47,10 +47,11 @@ def torch_has_onednn_int8() -> bool:
 @functools.cache  # asked on every product of every step
 def use_onednn_int8() -> bool:
     """Whether the int8 products go through oneDNN's prepacked int8 linear: where torch has it and
-    the CPU has AMX tiles, where it was measured fast. On an AVX-512 VNNI CPU without AMX (an AMD
-    EPYC, 2026-12-03) it took 545 ms for a (32 x 512) @ (512 x 1,024) product that torch._int_mm did
-    in 0.16 ms: there the plain path is used. Both give the same exact integer sums."""
-    return torch_has_onednn_int8() and _cpu_has_amx()
+    the CPU has AMX tiles or VNNI, where it was measured fast (activations signed on AMX, unsigned
+    with VNNI alone: see PackedInt8Weight). Without VNNI (AVX2 only) oneDNN's unsigned int8 kernels
+    may saturate their 16-bit intermediate sums: there torch._int_mm runs. Both give the same exact
+    integer sums."""
+    return torch_has_onednn_int8() and (_cpu_has_amx() or _cpu_has_vnni())
 
 
 def _cpu_has_amx() -> bool:
@@ -58,16 +59,33 @@ def _cpu_has_amx() -> bool:
     return bool(check()) if check is not None else False
 
 
+def _cpu_has_vnni() -> bool:
+    check = getattr(torch.cpu, "_is_vnni_supported", None)
+    return bool(check()) if check is not None else False
+
+
 class PackedInt8Weight:
     """An int8 weight (out, in) in oneDNN's blocked layout, made once: `torch._int_mm` would
     re-block the weight on every call, which costs about a copy of it. `exact_product(x_q)` is
     x_q @ weight.T as float32, computed with unit scales so that oneDNN's int32 result is only
-    converted (the same numbers as `torch._int_mm(...).float()`, whatever the number of rows)."""
+    converted (the same numbers as `torch._int_mm(...).float()`, whatever the number of rows).
+
+    On CPUs with VNNI but no AMX the activations go in unsigned: x_q + 128 with zero point 128
+    (the same sums). oneDNN's kernels for signed activations there fell to a path that took 545 ms
+    for a (32 x 512) @ (512 x 1,024) product that torch._int_mm did in 0.16 ms (an AMD EPYC,
+    2026-12-03); unsigned, a (32 x 512) @ (512 x 16,384) product takes 0.40 ms against 0.60 ms
+    for torch._int_mm (0.11 against 0.44 ms for one row). On AMX signed activations were measured."""
 
     def __init__(self, weight: torch.Tensor):
         self.packed = torch.ops.onednn.qlinear_prepack(weight, None)
         self.ones = torch.ones(weight.shape[0])
         self.zeros = torch.zeros(weight.shape[0], dtype=torch.int64)
+        self.input_zero_point = 0 if _cpu_has_amx() else 128
+
+    def kernel_input(self, x_q: torch.Tensor) -> torch.Tensor:
+        """int8 activations as the kernel takes them: as they are, or + 128 as uint8 (flipping
+        the sign bit of the two's complement byte adds 128)."""
+        return x_q if self.input_zero_point == 0 else x_q.view(torch.uint8).bitwise_xor(128)
 
     def exact_product(self, x_q: torch.Tensor) -> torch.Tensor:
         return self.scaled_product(x_q, self.ones)
@@ -78,12 +96,13 @@ class PackedInt8Weight:
         """(x_q @ weight.T) * scale + (add (n, out) or bias (out,)), float32, in one pass. The input
         scale is 1 and each output element is its exact integer sum times its column's scale (plus
         `add` or `bias`), so a row's result does not depend on the other rows (tested)."""
+        x, zero_point = self.kernel_input(x_q), self.input_zero_point
         if add is None:
             return torch.ops.onednn.qlinear_pointwise(
-                x_q, 1.0, 0, self.packed, scale, self.zeros, bias, 1.0, 0, torch.float32, "none", [], ""
+                x, 1.0, zero_point, self.packed, scale, self.zeros, bias, 1.0, 0, torch.float32, "none", [], ""
             )
         return torch.ops.onednn.qlinear_pointwise.binary(
-            x_q, 1.0, 0, self.packed, scale, self.zeros, add.contiguous(), None, 1.0, 0, torch.float32,
+            x, 1.0, zero_point, self.packed, scale, self.zeros, add.contiguous(), None, 1.0, 0, torch.float32,
             1.0, 0, "add", 1.0, "none", [], "",
         )
 
