@@ -116,10 +116,21 @@ class BlockedWeights:
         bias: torch.Tensor | None = None,
         add: torch.Tensor | None = None,
     ) -> torch.Tensor | None:
-        """x (n, in) @ weight (in, out) + bias (out,) + add (n, out), or None where it does not apply
-        (then the caller runs its own product). `add` is summed in oneDNN's output pass."""
+        """x (n, in) @ weight (in, out) + bias (out,) + add (n, out), `add` summed in oneDNN's output
+        pass; or None where blocked weights do not apply (then the caller runs its own product).
+        The LSTM's batched form has a leading direction axis on all four: x (2, n, in), weight
+        (2, in, out), bias (2, out), add (2, n, out) -> (2, n, out), direction d with weight[d]."""
         if not applies(x, weight):
             return None
+        if weight.dim() == 3:
+            return torch.stack([
+                self._product(f"{name}{d}", x[d], weight[d], _pick(bias, d), _pick(add, d)) for d in range(len(weight))
+            ])
+        return self._product(name, x, weight, bias, add)
+
+    def _product(
+        self, name: str, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, add: torch.Tensor | None
+    ) -> torch.Tensor:
         blocked = self.blocked(name, weight)
         x = x.contiguous()
         if bias is not None:
@@ -128,21 +139,6 @@ class BlockedWeights:
             return torch.ops.mkldnn._linear_pointwise(x, blocked, bias, "none", [], "")
         return torch.ops.mkldnn._linear_pointwise.binary(x, add.contiguous(), blocked, bias, "add")
 
-    def product_per_direction(
-        self,
-        name: str,
-        x: torch.Tensor,
-        weight: torch.Tensor,
-        bias: torch.Tensor | None = None,
-        add: torch.Tensor | None = None,
-    ) -> torch.Tensor | None:
-        """The LSTM's batched form: x (2, n, in) @ weight (2, in, out) + bias (2, out) + add (2, n, out)
-        -> (2, n, out), direction d with weight[d]; or None where it does not apply."""
-        if not applies(x, weight):
-            return None
-        return torch.stack([
-            self.product(
-                f"{name}{d}", x[d], weight[d], None if bias is None else bias[d], None if add is None else add[d]
-            )
-            for d in range(2)
-        ])
+
+def _pick(tensor: torch.Tensor | None, direction: int) -> torch.Tensor | None:
+    return None if tensor is None else tensor[direction]

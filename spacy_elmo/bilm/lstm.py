@@ -4,8 +4,10 @@ This is bilm-tf's `LSTMCell(num_units=dim, num_proj=projection_dim, cell_clip, p
 n_layers deep, once per direction. The two directions never see each other; they are run together
 only to share the work:
 
-- the input-to-hidden product of every time step is one big matrix product before the recurrence;
-- forward and backward run in the same loop as a leading "direction" axis (batched matmuls);
+- the input-to-hidden product of every time step is one big matrix product before the recurrence
+  (at inference, one per group of steps of INPUT_GROUP_ROWS rows, made as the recurrence reaches it);
+- forward and backward run in the same loop as a leading "direction" axis (batched matmuls; at
+  inference on a CPU, oneDNN products with weights blocked once: blocked.py);
 - the backward direction works on length-aware reversed sequences, so both directions have their
   padding at the end, and rows are sorted by length so each step only touches rows still running.
 
@@ -101,17 +103,17 @@ class BiLstmLayer(nn.Module):
     def input_gates(self, x: torch.Tensor) -> torch.Tensor:
         """(2, n, in) -> (2, n, 4cell): x @ W_input + the gate bias."""
         bias = self.gate_bias()
-        fast = self.blocked.product_per_direction("input", x, self.W_input, bias=bias)
+        fast = self.blocked.product("input", x, self.W_input, bias=bias)
         return fast if fast is not None else torch.baddbmm(bias.unsqueeze(1), x, self.W_input)
 
     def hidden_gates(self, x_gates: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         """(2, n, 4cell) + (2, n, proj) @ W_hidden -> (2, n, 4cell)."""
-        fast = self.blocked.product_per_direction("hidden", h, self.W_hidden, add=x_gates)
+        fast = self.blocked.product("hidden", h, self.W_hidden, add=x_gates)
         return fast if fast is not None else torch.baddbmm(x_gates, h, self.W_hidden)
 
     def project(self, m: torch.Tensor) -> torch.Tensor:
         """(2, n, cell) -> (2, n, proj): the cell output's projection to h."""
-        fast = self.blocked.product_per_direction("projection", m, self.W_proj)
+        fast = self.blocked.product("projection", m, self.W_proj)
         return fast if fast is not None else torch.bmm(m, self.W_proj)
 
     def input_gates_by_group(self, packed: torch.Tensor, active: list[int]) -> Iterator[torch.Tensor]:
