@@ -133,3 +133,12 @@ def test_blocked_convolutions_match_conv1d_and_take_no_tokens(tiny_bilm):
         assert torch.equal(encoder.convolve_blocked(x[3:4]), fast[3:4])
     with torch.enable_grad():
         assert encoder.convolve_blocked(x) is None
+
+
+def test_tanh_through_sigmoid_is_within_two_float32_steps_of_tanh():
+    from spacy_elmo.bilm.lstm import tanh_by_sigmoid_
+
+    x = torch.linspace(-20, 20, 100_001)
+    exact = torch.tanh(x.double())
+    assert float((tanh_by_sigmoid_(x.clone()).double() - exact).abs().max()) < 2.5e-7
+    assert torch.equal(tanh_by_sigmoid_(torch.tensor([0.0, float("inf"), -float("inf")])), torch.tensor([0.0, 1.0, -1.0]))

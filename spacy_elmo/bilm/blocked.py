@@ -51,9 +51,9 @@ def onednn_linear_available() -> bool:
 
 @contextlib.contextmanager
 def plain_products() -> Iterator[None]:
-    """Inside it, inference runs torch's plain products, as training does (the numbers of releases
-    before blocked weights). It turns torch's oneDNN switch off, which also moves convolutions off
-    oneDNN; the previous setting comes back on exit."""
+    """Inside it, inference runs the training path's arithmetic: torch's plain products and
+    torch.tanh (the numbers of releases before these shortcuts). It turns torch's oneDNN switch off,
+    which also moves convolutions off oneDNN; the previous setting comes back on exit."""
     before = torch.backends.mkldnn.enabled
     torch.backends.mkldnn.enabled = False
     try:
@@ -67,15 +67,24 @@ def _blockable_dtypes() -> tuple[torch.dtype, ...]:
     return (torch.float32, torch.bfloat16) if cpu_has_native_bf16() else (torch.float32,)
 
 
-def applies(x: torch.Tensor, weight: torch.Tensor) -> bool:
-    """Whether x @ weight runs through a blocked weight here (inference on a CPU with oneDNN)."""
+def fast_cpu_inference(x: torch.Tensor) -> bool:
+    """Whether `x` is read at inference on a CPU (no autograd, no autocast) with torch's oneDNN
+    switch on: where the biLM takes its inference shortcuts (blocked products here, tanh through
+    sigmoid in lstm.py). `plain_products()` turns them all off."""
     return (
         not torch.is_grad_enabled()
         and x.device.type == "cpu"
-        and x.dtype == weight.dtype
-        and x.dtype in _blockable_dtypes()
         and not torch.is_autocast_enabled("cpu")
         and torch.backends.mkldnn.enabled
+    )
+
+
+def applies(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """Whether x @ weight runs through a blocked weight here (inference on a CPU with oneDNN)."""
+    return (
+        fast_cpu_inference(x)
+        and x.dtype == weight.dtype
+        and x.dtype in _blockable_dtypes()
         and onednn_linear_available()
     )
 

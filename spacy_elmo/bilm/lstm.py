@@ -22,7 +22,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-from .blocked import BlockedWeights
+from .blocked import BlockedWeights, fast_cpu_inference
 from .options import LstmOptions
 
 FORGET_BIAS = 1.0
@@ -55,17 +55,25 @@ def cell_update_autograd(
     return c_new, torch.sigmoid(o) * torch.tanh(c_new)
 
 
+def tanh_by_sigmoid_(x: torch.Tensor) -> torch.Tensor:
+    """tanh(x) = 2 sigmoid(2x) - 1, in place. On the CPU torch's float32 tanh took ten times as long
+    as its sigmoid (290 against 30 us for 27 rows x 4,096 cells x 2 directions); this costs 55 us,
+    within 1.8e-7 of the exact value (torch.tanh: 3e-8), measured over [-20, 20]."""
+    return x.mul_(2.0).sigmoid_().mul_(2.0).sub_(1.0)
+
+
 def cell_update_inplace(
     gates: torch.Tensor, c: torch.Tensor, cell_clip: float | None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """cell_update_autograd for inference, written into `gates` (which it consumes): both results
-    are views of it."""
+    are views of it. On a CPU (blocked.fast_cpu_inference) tanh goes through sigmoid."""
     i, j, f, o = gates.chunk(4, dim=-1)
+    tanh_ = tanh_by_sigmoid_ if fast_cpu_inference(gates) else torch.Tensor.tanh_
     c_new = f.sigmoid_().mul_(c)
-    c_new.add_(i.sigmoid_().mul_(j.tanh_()))
+    c_new.add_(i.sigmoid_().mul_(tanh_(j)))
     if cell_clip is not None:
         c_new.clamp_(-cell_clip, cell_clip)
-    return c_new, o.sigmoid_().mul_(torch.tanh(c_new, out=j))
+    return c_new, o.sigmoid_().mul_(tanh_(j.copy_(c_new)))
 
 
 class BiLstmLayer(nn.Module):
