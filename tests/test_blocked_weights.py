@@ -142,3 +142,32 @@ def test_tanh_through_sigmoid_is_within_two_float32_steps_of_tanh():
     exact = torch.tanh(x.double())
     assert float((tanh_by_sigmoid_(x.clone()).double() - exact).abs().max()) < 2.5e-7
     assert torch.equal(tanh_by_sigmoid_(torch.tensor([0.0, float("inf"), -float("inf")])), torch.tensor([0.0, 1.0, -1.0]))
+
+
+def test_a_model_made_in_inference_mode_runs_and_keeps_nothing_it_cannot_check(tiny_options):
+    """Tensors made under torch.inference_mode() have no version counter: neither the blocked
+    copies nor the token cache can tell when they change, so neither is kept for them."""
+    from conftest import random_bilm
+    from spacy_elmo.bilm.token_cache import TokenCache
+
+    reference = random_bilm(tiny_options, seed=0)
+    with torch.inference_mode():
+        made_there = random_bilm(tiny_options, seed=0)
+    made_there.char_encoder.token_cache = TokenCache(100)
+    for context in (torch.no_grad, torch.inference_mode):
+        with context():
+            got = made_there(batch_to_ids(SENTENCES)).layers
+            again = made_there(batch_to_ids(SENTENCES)).layers
+        for a, b, c in zip(got, layers(reference, SENTENCES), again):
+            torch.testing.assert_close(a, b, rtol=0.0, atol=1e-5)
+            assert torch.equal(a, c)
+    assert blocked_names(made_there) == set()
+    with torch.inference_mode():  # changed in place, where no version is counted
+        for parameter in made_there.parameters():
+            parameter.mul_(1.1)
+        changed = made_there(batch_to_ids(SENTENCES)).layers
+    with torch.no_grad():
+        for parameter in reference.parameters():
+            parameter.mul_(1.1)
+    for a, b in zip(changed, layers(reference, SENTENCES)):
+        torch.testing.assert_close(a, b, rtol=0.0, atol=1e-5)

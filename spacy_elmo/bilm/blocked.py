@@ -79,12 +79,24 @@ def fast_cpu_inference(x: torch.Tensor) -> bool:
     )
 
 
+def version_key(tensors) -> tuple | None:
+    """What tells whether `tensors` changed since the key was taken (storage, in-place version,
+    shape, dtype, device of each), or None when that cannot be told: tensors made under
+    torch.inference_mode() count no versions, so nothing made from them may be kept."""
+    tensors = list(tensors)
+    if any(t.is_inference() for t in tensors):
+        return None
+    return tuple((t.data_ptr(), t._version, tuple(t.shape), t.dtype, t.device) for t in tensors)
+
+
 def applies(x: torch.Tensor, weight: torch.Tensor) -> bool:
-    """Whether x @ weight runs through a blocked weight here (inference on a CPU with oneDNN)."""
+    """Whether x @ weight runs through a blocked weight here (inference on a CPU with oneDNN, a
+    weight whose changes can be told: see version_key)."""
     return (
         fast_cpu_inference(x)
         and x.dtype == weight.dtype
         and x.dtype in _blockable_dtypes()
+        and not weight.is_inference()
         and onednn_linear_available()
     )
 
@@ -111,7 +123,7 @@ class BlockedWeights:
 
     def blocked(self, name: str, weight: torch.Tensor) -> torch.Tensor:
         """`weight` (in, out) blocked as oneDNN's (out, in) linear weight, made once per version."""
-        key = (weight.data_ptr(), weight._version, tuple(weight.shape), weight.dtype)
+        key = version_key([weight])
         held = self._blocked.get(name)
         if held is None or held[0] != key:
             self._blocked[name] = held = (key, torch.ops.mkldnn._reorder_linear_weight(weight.detach().t(), None))

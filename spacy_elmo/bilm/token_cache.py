@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterable
 
 import torch
 
+from .blocked import version_key
+
 # 10 MB of float32 vectors for the default model (128 per token), 40 MB at the original size (512).
 # The 20,000 most recent distinct words cover almost all of the tokens of running text.
 DEFAULT_TOKEN_CACHE = 20_000
@@ -64,9 +66,9 @@ class TokenCache:
         `encode` computes vectors for the rows not kept yet; `parameters` are the weights it uses.
         A batch with more distinct tokens than the cache holds is encoded whole, without it.
         """
-        if rows.shape[0] > self.max_tokens:
+        signature = version_key(parameters)
+        if rows.shape[0] > self.max_tokens or signature is None:  # too many, or weights that count no versions
             return encode(rows)
-        signature = tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in parameters)
         keys = [row.tobytes() for row in rows.cpu().numpy()]
         with self._lock:
             if signature != self._signature:
