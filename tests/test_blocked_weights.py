@@ -171,3 +171,17 @@ def test_a_model_made_in_inference_mode_runs_and_keeps_nothing_it_cannot_check(t
             parameter.mul_(1.1)
     for a, b in zip(changed, layers(reference, SENTENCES)):
         torch.testing.assert_close(a, b, rtol=0.0, atol=1e-5)
+
+
+def test_weights_replaced_by_new_tensors_are_blocked_again(tiny_bilm):
+    """`param.data = new` keeps the Parameter but not its storage: the blocked copy follows."""
+    layers(tiny_bilm, SENTENCES)
+    for _ in range(3):  # new storage each time; the old one is held until it is blocked again
+        with torch.no_grad():
+            for parameter in tiny_bilm.parameters():
+                parameter.data = parameter.data * 0.9
+        fast = layers(tiny_bilm, SENTENCES)
+        with plain_products():
+            plain = layers(tiny_bilm, SENTENCES)
+        for a, b in zip(fast, plain):
+            torch.testing.assert_close(a, b, rtol=0.0, atol=1e-5)

@@ -82,7 +82,9 @@ def fast_cpu_inference(x: torch.Tensor) -> bool:
 def version_key(tensors) -> tuple | None:
     """What tells whether `tensors` changed since the key was taken (storage, in-place version,
     shape, dtype, device of each), or None when that cannot be told: tensors made under
-    torch.inference_mode() count no versions, so nothing made from them may be kept."""
+    torch.inference_mode() count no versions, so nothing made from them may be kept. A holder of
+    a key also keeps the tensors themselves (detached: the same storage, no copy), so that their
+    memory cannot be reused by a new weight that would then show the same address and version."""
     tensors = list(tensors)
     if any(t.is_inference() for t in tensors):
         return None
@@ -105,7 +107,8 @@ class BlockedWeights:
     """A module's weights in oneDNN's blocked layout, by name, each remade when its weight changes."""
 
     def __init__(self) -> None:
-        self._blocked: dict[str, tuple[tuple, torch.Tensor]] = {}
+        # name -> (version key, blocked weight, the weight it was made from: see version_key)
+        self._blocked: dict[str, tuple[tuple, torch.Tensor, torch.Tensor]] = {}
 
     # A copy of a module (deepcopy, pickle, a worker process) starts empty: oneDNN's blocked
     # tensors cannot be copied, and a copy may get other weights.
@@ -118,15 +121,13 @@ class BlockedWeights:
     def __setstate__(self, state: dict) -> None:
         self._blocked = {}
 
-    def clear(self) -> None:
-        self._blocked.clear()
-
     def blocked(self, name: str, weight: torch.Tensor) -> torch.Tensor:
         """`weight` (in, out) blocked as oneDNN's (out, in) linear weight, made once per version."""
         key = version_key([weight])
         held = self._blocked.get(name)
         if held is None or held[0] != key:
-            self._blocked[name] = held = (key, torch.ops.mkldnn._reorder_linear_weight(weight.detach().t(), None))
+            source = weight.detach()
+            self._blocked[name] = held = (key, torch.ops.mkldnn._reorder_linear_weight(source.t(), None), source)
         return held[1]
 
     def product(

@@ -40,6 +40,7 @@ class TokenCache:
         self._slots: OrderedDict[bytes, int] = OrderedDict()  # character ids -> row of the table
         self._table: torch.Tensor | None = None  # (rows allocated, dim)
         self._signature: tuple | None = None
+        self._weights: list[torch.Tensor] = []  # what the signature was taken of (see blocked.version_key)
 
     def __len__(self) -> int:
         return len(self._slots)
@@ -66,6 +67,7 @@ class TokenCache:
         `encode` computes vectors for the rows not kept yet; `parameters` are the weights it uses.
         A batch with more distinct tokens than the cache holds is encoded whole, without it.
         """
+        parameters = list(parameters)
         signature = version_key(parameters)
         if rows.shape[0] > self.max_tokens or signature is None:  # too many, or weights that count no versions
             return encode(rows)
@@ -74,6 +76,7 @@ class TokenCache:
             if signature != self._signature:
                 self.clear()
                 self._signature = signature
+                self._weights = [p.detach() for p in parameters]
             slots = self._slots
             found = [slots.get(key) for key in keys]
             for key, slot in zip(keys, found):
