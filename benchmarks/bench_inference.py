@@ -65,13 +65,23 @@ assert len(LATENCY_SENTENCE) == 13
 # ---- the baseline: per-time-step, per-direction, as AllenNLP's LstmCellWithProjection -------------
 
 
+def baseline_char_encoder(enc, char_ids: torch.Tensor) -> torch.Tensor:
+    """The character encoder as AllenNLP runs it: torch's conv1d and plain products, every token
+    (not the biLM's blocked products). (n, chars) -> (n, output_dim)."""
+    x = enc.char_embed(char_ids).transpose(1, 2)  # (n, char_dim, chars)
+    h = enc.activation(torch.cat([conv(x).max(dim=-1).values for conv in enc.convolutions], dim=-1))
+    for highway in enc.highways:
+        gate = torch.sigmoid(torch.addmm(highway.b_carry, h, highway.W_carry))
+        h = gate * torch.relu(torch.addmm(highway.b_transform, h, highway.W_transform)) + (1.0 - gate) * h
+    return torch.addmm(enc.b_proj, h, enc.W_proj)
+
+
 @torch.inference_mode()
 def baseline_forward(bilm: BiLM, char_ids: torch.Tensor) -> list[torch.Tensor]:
     """Same maths as BiLM.forward, written the straightforward way. Returns n_layers + 1 layers."""
-    enc = bilm.char_encoder
     framed, lengths = add_sentence_boundaries(char_ids)
     batch, time_steps, n_chars = framed.shape
-    tokens = enc.encode_unique(framed.reshape(-1, n_chars)).reshape(batch, time_steps, -1)
+    tokens = baseline_char_encoder(bilm.char_encoder, framed.reshape(-1, n_chars)).reshape(batch, time_steps, -1)
     tokens = tokens * (framed > 0).any(-1, keepdim=True)
     lstm = bilm.options.lstm
     layer_outputs = []
