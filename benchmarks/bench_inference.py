@@ -39,7 +39,7 @@ from typing import Callable
 import torch
 
 from spacy_elmo.bilm import BiLM, ElmoOptions, batch_to_ids
-from spacy_elmo.bilm.blocked import applies as blocked_applies
+from spacy_elmo.bilm.blocked import BlockedWeights
 from spacy_elmo.bilm.embedder import Embedder
 from spacy_elmo.bilm.model import add_sentence_boundaries
 from spacy_elmo.bilm.precision import PRECISIONS, precision_fallback, with_precision
@@ -148,6 +148,7 @@ def flops_per_position(options: ElmoOptions) -> int:
     return cnn + lstm
 
 
+@torch.no_grad()
 def matmul_ceiling(precision: str, size: int, device: str, repeats: int = 5) -> float:
     """Best FLOP/s of a (size x size) @ (size x size) product in this number format, over the
     ways torch runs it: torch.mm (MKL for float32 on the CPU) and, where the biLM uses it, oneDNN's
@@ -160,10 +161,9 @@ def matmul_ceiling(precision: str, size: int, device: str, repeats: int = 5) -> 
         dtype = torch.float32 if precision == "float32" else torch.bfloat16
         a = torch.randn(size, size, device=device).to(dtype)
         products = [lambda: torch.mm(a, a)]
-        with torch.no_grad():
-            if blocked_applies(a, a):
-                weight = torch.ops.mkldnn._reorder_linear_weight(a.t().contiguous(), None)
-                products.append(lambda: torch.ops.mkldnn._linear_pointwise(a, weight, None, "none", [], ""))
+        blocked = BlockedWeights()
+        if blocked.product("square", a, a) is not None:  # the model's own path runs here
+            products.append(lambda: blocked.product("square", a, a))
     best = float("inf")
     for product in products:
         product()  # warm-up

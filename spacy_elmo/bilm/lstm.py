@@ -131,15 +131,14 @@ class BiLstmLayer(nn.Module):
         MB of fresh memory, which the allocator maps (and the kernel zeroes) again for every batch;
         a group's ~17 MB is reused from one group to the next. Each row's product does not depend
         on the other rows of its product (blocked.py), so the numbers are those of one product."""
-        start = 0
+        start, rows = 0, 0
         group: list[int] = []
         for step, n in enumerate(active):
             group.append(n)
-            if sum(group) >= INPUT_GROUP_ROWS or step == len(active) - 1:
-                rows = sum(group)
+            rows += n
+            if rows >= INPUT_GROUP_ROWS or step == len(active) - 1:
                 yield from self.input_gates(packed[:, start : start + rows]).split(group, dim=1)
-                start += rows
-                group = []
+                start, rows, group = start + rows, 0, []
 
     def forward(
         self,

@@ -16,10 +16,15 @@ from copy import deepcopy
 import torch
 
 
+def cpu_supports(*checks: str) -> bool:
+    """True when any of torch's own CPU feature checks (`torch.cpu._is_..._supported`) says yes;
+    a check this torch does not have counts as no."""
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
+
+
 def cpu_has_native_bf16() -> bool:
     """True when this CPU has AVX-512 BF16 or AMX tiles (torch's own detection)."""
-    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
+    return cpu_supports("_is_avx512_bf16_supported", "_is_amx_tile_supported")
 
 
 def native_bf16(device: torch.device | str) -> bool:

@@ -34,6 +34,7 @@ from .blocked import BlockedWeights
 from .char_encoder import CharEncoder, Highway
 from .lstm import BiLstmLayer
 from .model import BiLM
+from .precision import cpu_supports
 
 INT8_MAX = 127
 TINY = 1e-12  # keeps all-zero rows and columns from dividing by zero
@@ -55,13 +56,11 @@ def use_onednn_int8() -> bool:
 
 
 def _cpu_has_amx() -> bool:
-    check = getattr(torch.cpu, "_is_amx_tile_supported", None)
-    return bool(check()) if check is not None else False
+    return cpu_supports("_is_amx_tile_supported")
 
 
 def _cpu_has_vnni() -> bool:
-    check = getattr(torch.cpu, "_is_vnni_supported", None)
-    return bool(check()) if check is not None else False
+    return cpu_supports("_is_vnni_supported")
 
 
 class PackedInt8Weight:
