@@ -185,3 +185,23 @@ def test_weights_replaced_by_new_tensors_are_blocked_again(tiny_bilm):
             plain = layers(tiny_bilm, SENTENCES)
         for a, b in zip(fast, plain):
             torch.testing.assert_close(a, b, rtol=0.0, atol=1e-5)
+
+
+def test_weights_updated_in_place_by_thincs_optimizer_are_blocked_again(tiny_bilm):
+    """Thinc's PyTorchShim.finish_update writes the new values through a numpy view of the same
+    memory and then sets `param.data` to a tensor over it: address and version stay the same."""
+    from thinc.api import torch2xp, xp2torch
+
+    before = layers(tiny_bilm, SENTENCES)
+    for parameter in tiny_bilm.parameters():
+        values = torch2xp(parameter.data)
+        values *= 1.1  # in place, as the optimizer does
+        address, version = parameter.data_ptr(), parameter._version
+        parameter.data = xp2torch(values, requires_grad=True, device=parameter.device)
+        assert (parameter.data_ptr(), parameter._version) == (address, version)
+    after = layers(tiny_bilm, SENTENCES)
+    with plain_products():
+        expected = layers(tiny_bilm, SENTENCES)
+    for a, b, old in zip(after, expected, before):
+        torch.testing.assert_close(a, b, rtol=0.0, atol=1e-5)
+        assert not torch.allclose(a, old, atol=1e-3)

@@ -18,6 +18,7 @@ from spacy.tokens import DocBin
 from spacy.training import Example
 
 from spacy_elmo.bilm import ScalarMix, save_model_dir
+from spacy_elmo.bilm.blocked import onednn_linear_available, plain_products
 from spacy_elmo.layers import ElmoScalarMix
 
 from elmo_pipelines import elmo_nlp, listener, ner_model
@@ -194,6 +195,29 @@ def test_fine_tuning_never_predicts_from_layer0_vectors_of_old_weights(model_dir
         for a, b in zip(cached, fresh):
             np.testing.assert_array_equal(a, b)
         nlp.update(examples(nlp), sgd=optimizer)
+
+
+def test_fine_tuning_never_predicts_from_blocked_copies_of_old_weights(model_dir):
+    # Prediction on a CPU runs through copies of the weights blocked for oneDNN (bilm/blocked.py).
+    # Thinc's optimizer updates the weights in place through numpy, which leaves their address and
+    # version counter unchanged: after each update prediction must still follow the new weights,
+    # i.e. match the plain products (within their ~1e-6) rather than the copies made before.
+    if not onednn_linear_available():
+        pytest.skip("this torch has no oneDNN linear: no blocked copies to go stale")
+    nlp = build_nlp(model_dir, textcat_grad_factor=1.0)
+    optimizer = nlp.initialize(lambda: examples(nlp))
+    texts = [text for text, _, _ in DATA]
+    moved = 0.0
+    before = [doc._.elmo.copy() for doc in nlp.pipe(texts)]  # the blocked copies are made here
+    for _ in range(3):
+        nlp.update(examples(nlp), sgd=optimizer)
+        predicted = [doc._.elmo.copy() for doc in nlp.pipe(texts)]
+        with plain_products():
+            plain = [doc._.elmo.copy() for doc in nlp.pipe(texts)]
+        for a, b, old in zip(predicted, plain, before):
+            np.testing.assert_allclose(a, b, atol=1e-5)
+            moved = max(moved, float(np.abs(b - old).max()))
+    assert moved > 1e-3  # the weights did change, so stale copies would have shown
 
 
 def test_memory_stays_flat_over_a_long_stream(model_dir):

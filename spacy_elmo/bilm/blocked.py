@@ -84,11 +84,18 @@ def version_key(tensors) -> tuple | None:
     shape, dtype, device of each), or None when that cannot be told: tensors made under
     torch.inference_mode() count no versions, so nothing made from them may be kept. A holder of
     a key also keeps the tensors themselves (detached: the same storage, no copy), so that their
-    memory cannot be reused by a new weight that would then show the same address and version."""
+    memory cannot be reused by a new weight that would then show the same address and version.
+
+    The storage object is part of the key, not only its address: Thinc's optimizer updates a
+    weight in place through numpy and then sets `param.data` to a new tensor over the same memory
+    (PyTorchShim.finish_update), which leaves the address and the version counter as they were.
+    A change made through numpy without that step cannot be told from here."""
     tensors = list(tensors)
     if any(t.is_inference() for t in tensors):
         return None
-    return tuple((t.data_ptr(), t._version, tuple(t.shape), t.dtype, t.device) for t in tensors)
+    return tuple(
+        (t.untyped_storage()._cdata, t.data_ptr(), t._version, tuple(t.shape), t.dtype, t.device) for t in tensors
+    )
 
 
 def applies(x: torch.Tensor, weight: torch.Tensor) -> bool:
