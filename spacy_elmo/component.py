@@ -38,6 +38,7 @@ from .bilm import (
     resolve_model_files,
     save_model_dir,
 )
+from .bilm.device import DeviceError, parse_device
 from .bilm.precision import PRECISIONS
 from .bilm.token_cache import DEFAULT_TOKEN_CACHE
 from .bilm.weights import META_NAME, OPTIONS_NAME, WEIGHTS_NAME
@@ -181,10 +182,12 @@ def make_elmo(
     allow_download (bool): when `model` names a published model that is not cached yet, download
         it while the pipeline is built (never while a saved pipeline is loaded: its weights are
         in its own folder). False: the error says to run `spacy-elmo download NAME`.
-    threads (int): torch threads while the biLM runs; 0 = torch's default (all cores; one in a
-        process started by multiprocessing, such as a worker of nlp.pipe(n_process>1)). On a busy
-        machine 1 can be several times faster. Torch's thread count is process-wide, so this
-        also applies to other torch code.
+    threads (int): torch threads while the biLM runs, 0-1024; 0 = torch's default (all cores; one
+        in a process started by multiprocessing, such as a worker of nlp.pipe(n_process>1)). In a
+        forked process (fork workers, pre-forking servers) it is one thread whatever this says: a
+        forked child that enters its parent's OpenMP pool can hang. On a busy machine 1 can be
+        several times faster. Torch's thread count is process-wide, so this also applies to other
+        torch code.
     precision (str): how the biLM runs at prediction: "float32" (exact), "bfloat16" (CPUs with
         AVX-512 BF16 / AMX, GPUs from compute capability 8.0; float32 with a warning elsewhere) or
         "int8" (CPU only). Both are approximate and faster; see docs/inference.md for their error.
@@ -254,12 +257,9 @@ def _torch_device(device: str) -> torch.device | None:
     if device == "auto":
         return None
     try:
-        parsed = torch.device("cuda" if device == "gpu" else device)
-    except RuntimeError:
-        raise ValueError(f"elmo component: unknown device {device!r} (use auto, cpu, cuda or cuda:N)") from None
-    if parsed.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"elmo component: device {device!r} asked for, but PyTorch sees no CUDA GPU")
-    return parsed
+        return parse_device("cuda" if device == "gpu" else device)
+    except DeviceError as error:  # a device torch does not know, or one this machine lacks
+        raise ValueError(f"elmo component: {error} (or auto)") from None
 
 
 class PendingLayers(weakref.WeakKeyDictionary):

@@ -30,6 +30,7 @@ from spacy_elmo.bilm import (
     save_model_dir,
     save_weights,
 )
+from spacy_elmo.bilm.device import DeviceError
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -616,3 +617,13 @@ def test_options_file_missing_or_a_folder(tmp_path, saved, kind):
     with pytest.raises(OptionsError) as err:
         load_bilm(options_file=options_file, weight_file=weights)
     assert str(options_file) in str(err.value)
+
+
+@pytest.mark.parametrize("device, phrase", [("blah", "unknown device"), ("meta", "runs on"), ("cuda:99", "cuda")])
+def test_load_bilm_checks_the_device_before_reading(tmp_path, tiny_bilm, device, phrase):
+    directory = save_model_dir(tiny_bilm, tmp_path / "m")
+    if device.startswith("cuda") and torch.cuda.is_available() and torch.cuda.device_count() > 99:
+        pytest.skip("this machine has 100 CUDA GPUs")
+    with pytest.raises(DeviceError, match=phrase):
+        load_bilm(model=directory, device=device)
+    assert load_bilm(model=directory, device=torch.device("cpu")).char_encoder.W_proj.device.type == "cpu"

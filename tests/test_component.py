@@ -110,6 +110,9 @@ def test_options_file_and_weight_file_pair(model_dir):
         ({"gamma": 2.0}, "only apply to output='mix'"),
         ({"output": "mix", "mix_weights": [1.0, 2.0]}, "2 values, the biLM has 3 layers"),
         ({"device": "tpu"}, "unknown device"),
+        ({"device": "meta"}, "runs on cpu, cuda"),
+        ({"threads": -1}, "between 0 .* and 1024"),
+        ({"threads": 100000}, "between 0 .* and 1024"),  # torch.set_num_threads would kill the process
         ({"words_per_batch": 0}, "must be positive"),
         ({"window_size": -1}, "must be positive"),
         ({"context": "paragraph"}, "context must be one of auto, sentence, doc"),

@@ -102,6 +102,11 @@ def test_bad_devices_are_one_line_errors(folder, text, tmp_path, device, phrase)
                                           "--device", device]), "--device", phrase)
 
 
+def test_thread_counts_torch_cannot_start_are_refused(folder, text, tmp_path):
+    result = runner.invoke(app, ["embed", str(text), str(tmp_path / "o.h5"), "-m", str(folder), "--threads", "100000"])
+    assert result.exit_code == 2 and "--threads" in result.output and not (tmp_path / "o.h5").exists()
+
+
 @pytest.fixture
 def lm_folder(tmp_path, tiny_bilm) -> Path:
     vocab = Vocab(["<S>", "</S>", "<UNK>", "the", "cat", "dog"])

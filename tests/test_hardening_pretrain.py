@@ -77,6 +77,9 @@ def test_output_that_is_a_file_and_unknown_devices_are_one_line_errors(tmp_path,
     assert a_file.read_text() == "keep"
     one_line_failure(cli_pretrain(config, tmp_path / "o1", "--system.device", "bogus"), "unknown device")
     one_line_failure(cli_pretrain(config, tmp_path / "o2", "--system.device", "nonsense:3"), "unknown device")
+    # torch.set_num_threads(10**5) would kill the process: refused before anything runs
+    one_line_failure(cli_pretrain(config, tmp_path / "o3", "--system.threads", "100000"), "system.threads", "1024")
+    assert not (tmp_path / "o3" / "checkpoints").exists()
 
 
 DIE_DURING_EXPORT = """

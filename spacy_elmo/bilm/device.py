@@ -1,11 +1,14 @@
-"""Checking a device name before any work: `--device bogus` or `cuda` on a machine without a GPU
-is a one-line error, not a traceback deep in torch after the model was read."""
+"""Checking where the biLM runs before any work: `--device bogus` or `cuda` on a machine without a
+GPU is a one-line error, not a traceback deep in torch after the model was read; so is a thread
+count torch cannot start."""
 
 from __future__ import annotations
 
 import torch
 
 SUPPORTED = ("cpu", "cuda", "mps")
+# torch.set_num_threads(10**5) kills the process (a segfault in the OpenMP pool); 4,096 runs.
+MAX_THREADS = 1024
 
 
 class DeviceError(ValueError):
@@ -31,3 +34,10 @@ def parse_device(name: str) -> torch.device:
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise DeviceError(f"device {name!r} asked for, but PyTorch sees no Apple GPU (MPS): use cpu")
     return device
+
+
+def check_threads(threads: int, where: str = "threads") -> int:
+    """`threads` if torch can use it (0 = torch's default, up to MAX_THREADS); ValueError if not."""
+    if not 0 <= threads <= MAX_THREADS:
+        raise ValueError(f"{where} must be between 0 (torch's default) and {MAX_THREADS}, got {threads}")
+    return threads

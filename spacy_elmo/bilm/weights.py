@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from ..atomic import atomic_path
+from .device import parse_device
 from .model import BiLM
 from .options import ElmoOptions, parse_json, read_small_text
 from .precision import check_precision, with_precision
@@ -250,10 +251,14 @@ def load_bilm(
 ) -> BiLM:
     """Load a biLM from a model directory or from an options.json + HDF5 pair, in eval mode.
 
+    device: "cpu", "cuda", "cuda:N", ... or a torch.device; a name is checked before anything is
+        read (DeviceError for a device torch does not know or this machine lacks).
     precision: "float32" (exact), "bfloat16" or "int8": an inference-only model (see
     bilm/precision.py; float32 with a warning where the device does not run it natively).
     """
     check_precision(precision)
+    if not isinstance(device, torch.device):
+        device = parse_device(device)  # DeviceError before anything is read, not torch's assertion after
     files = resolve_model_files(model, options_file, weight_file)
     options = ElmoOptions.from_file(files.options_file)
     arrays = read_weight_arrays(files.weight_file, options)  # checked whole before any tensor is built

@@ -15,7 +15,7 @@ from wasabi import msg
 
 from ..bilm import BiLM, ModelFiles, OptionsError, WeightFileError, load_bilm, resolve_model_files
 from ..atomic import remove_live_temporaries
-from ..bilm.device import DeviceError, parse_device
+from ..bilm.device import MAX_THREADS, DeviceError, parse_device
 from ..default_model import default_model_dir
 
 ModelOpt = typer.Option(
@@ -25,7 +25,7 @@ OptionsFileOpt = typer.Option(None, "--options-file", help="ELMo options.json (u
 WeightFileOpt = typer.Option(None, "--weight-file", help="ELMo HDF5 weight file (use with --options-file).")
 DeviceOpt = typer.Option("cpu", "--device", help="Torch device: cpu, cuda, cuda:1, ...")
 ThreadsOpt = typer.Option(
-    0, "--threads", min=0,
+    0, "--threads", min=0, max=MAX_THREADS,
     help="Torch CPU threads (0: torch's default, all cores). On a machine busy with other work, 1 is often faster.",
 )
 

@@ -30,6 +30,7 @@ from thinc.api import ArgsKwargs, Model, PyTorchShim, torch2xp, xp2torch
 from thinc.types import Floats3d
 
 from ..bilm import BiLM
+from ..bilm.device import check_threads
 from ..bilm.embedder import Embedder, windows
 from ..bilm.precision import with_precision
 from ..bilm.token_cache import DEFAULT_TOKEN_CACHE, TokenCache
@@ -71,8 +72,7 @@ def ElmoBiLM(
     token_cache: layer-0 vectors of this many recently read distinct tokens kept for prediction,
         so the character CNN runs on new spellings only (bilm/token_cache.py); 0 = off.
     """
-    if threads < 0:
-        raise ValueError(f"threads must be >= 0 (0 = torch's default), got {threads}")
+    check_threads(threads)
     if token_cache < 0:
         raise ValueError(f"token_cache must be >= 0 (0 = off), got {token_cache}")
     if words_per_batch < 1 or window_size < 1:

@@ -17,6 +17,7 @@ from typing import Any
 from thinc.api import Config
 
 from ..bilm import ElmoOptions, OptionsError
+from ..bilm.device import check_threads
 from .corpus import CorpusSettings
 from .softmax import SoftmaxSettings
 from .vocab import VocabSettings
@@ -240,6 +241,10 @@ class PretrainSettings:
             training=_section(config, "training", TrainingSettings),
         )
         settings.training.check()
+        try:
+            check_threads(settings.system.threads, "system.threads")
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
         if settings.softmax.type not in ("full", "sampled", "adaptive"):
             raise ConfigError(f"softmax.type must be 'full', 'sampled' or 'adaptive', got {settings.softmax.type!r}")
         if settings.vocab.max_size < 4:
