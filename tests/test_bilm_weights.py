@@ -8,6 +8,7 @@ Expected dataset names and shapes come from the format description in
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import random
 from pathlib import Path
@@ -627,3 +628,14 @@ def test_load_bilm_checks_the_device_before_reading(tmp_path, tiny_bilm, device,
     with pytest.raises(DeviceError, match=phrase):
         load_bilm(model=directory, device=device)
     assert load_bilm(model=directory, device=torch.device("cpu")).char_encoder.W_proj.device.type == "cpu"
+
+
+@pytest.mark.parametrize("section, key", [("lstm", "n_layers"), ("char_cnn", "n_highway")])
+def test_a_weight_file_of_a_larger_model_is_refused_not_read_in_part(tmp_path, make_bilm, tiny_options, section, key):
+    bilm = make_bilm(dataclasses.replace(tiny_options, **{section: dataclasses.replace(getattr(tiny_options, section), **{key: 2})}))
+    directory = save_model_dir(bilm, tmp_path / "m")
+    options = json.loads((directory / "options.json").read_text())
+    options[section][key] = 1  # options of a smaller model, next to the larger model's weights
+    (directory / "options.json").write_text(json.dumps(options))
+    with pytest.raises(WeightFileError, match="do not belong together"):
+        load_bilm(model=directory)

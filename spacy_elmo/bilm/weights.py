@@ -160,7 +160,23 @@ def read_weight_arrays(path: str | Path, options: ElmoOptions) -> dict[str, np.n
             if dset.dtype.kind != "f":
                 raise WeightFileError(f"{path}: dataset '{name}' holds {dset.dtype}, expected floats")
             datasets[name] = dset
+        for name in _one_past_the_options(options):
+            if get_dataset(path, fin, name, WeightFileError) is not None:
+                raise WeightFileError(
+                    f"{path}: the file holds '{name}', which these options do not have (more LSTM layers, "
+                    f"highway layers or convolutions than options.json declares): weights and options.json "
+                    f"do not belong together"
+                )
         return {name: read_float32(path, name, dset, WeightFileError) for name, dset in datasets.items()}
+
+
+def _one_past_the_options(options: ElmoOptions) -> list[str]:
+    """The first dataset of the layer after the last one `options` declares, for each kind of layer:
+    a file that has one was written for a larger model, and reading only part of it would be silent."""
+    c, n = options.char_cnn, options.lstm.n_layers
+    return [f"CNN/W_cnn_{len(c.filters)}", f"CNN_high_{c.n_highway}/W_carry"] + [
+        f"RNN_{d}/RNN/MultiRNNCell/Cell{n}/LSTMCell/W_0" for d in (0, 1)
+    ]
 
 
 def load_weights(model: BiLM, weight_file: str | Path) -> BiLM:
