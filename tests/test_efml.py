@@ -360,3 +360,12 @@ def test_spacy_package_carries_the_vocabularies(converted, sentences, tmp_path):
     assert {"chars.json", "words.json", "options.json", "weights.hdf5"} <= {p.name for p in (packaged / "elmo" / "model").iterdir()}
     after = spacy.load(packaged)(text)._.elmo
     np.testing.assert_array_equal(after, before)
+
+
+def test_a_model_with_its_own_vocabularies_is_not_written_as_an_allennlp_pair(converted, tmp_path):
+    # AllenNLP's options cannot name character / word vocabulary files: the pair would not load there
+    result = runner.invoke(app, ["convert", str(tmp_path / "pair"), "-m", str(converted), "--to", "allennlp"])
+    assert result.exit_code == 1 and "own vocabularies" in printed(result) and "--to dir" in printed(result)
+    assert not (tmp_path / "pair").exists()
+    result = runner.invoke(app, ["convert", str(tmp_path / "copy"), "-m", str(converted)])
+    assert result.exit_code == 0, printed(result)

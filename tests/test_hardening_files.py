@@ -91,21 +91,26 @@ def test_virtual_dataset_is_refused(tmp_path, folder):
     assert_refused(folder, "virtual dataset")
 
 
-@pytest.mark.parametrize("kind", ["soft", "external", "soft-group"])
+@pytest.mark.parametrize("kind", ["soft", "external", "soft-group", "external-group"])
 def test_links_are_refused(tmp_path, folder, kind):
     other = tmp_path / "other.h5"
     with h5py.File(folder / "weights.hdf5") as src, h5py.File(other, "w") as dst:
         dst["copy"] = src[TARGET][...]
+        src.copy(src["CNN_proj"], dst, "group_copy")
     with h5py.File(folder / "weights.hdf5", "r+") as f:
         if kind == "soft-group":  # the group on the way is the link
             f.move("CNN_proj", "elsewhere")
             f["CNN_proj"] = h5py.SoftLink("/elsewhere")
+        elif kind == "external-group":
+            del f["CNN_proj"]
+            f["CNN_proj"] = h5py.ExternalLink(str(other), "group_copy")
         else:
             f.move(TARGET, "elsewhere")
             f[TARGET] = h5py.SoftLink("/elsewhere") if kind == "soft" else h5py.ExternalLink(str(other), "copy")
     with h5py.File(folder / "weights.hdf5") as f:  # h5py follows the link
         assert f[TARGET].shape == (8,)
-    assert_refused(folder, "external link" if kind == "external" else "soft link")
+    message = assert_refused(folder, "external link" if kind.startswith("external") else "soft link")
+    assert "corrupted" not in message, message  # the specific refusal, not re-worded as a bad file
 
 
 def test_oversized_chunk_is_refused_before_reading(folder):
@@ -252,8 +257,36 @@ def test_softmax_with_a_huge_description_is_refused_before_allocating(tmp_path):
     save_softmax(FullSoftmax(10, 8), tmp_path / "softmax.hdf5")
     with h5py.File(tmp_path / "softmax.hdf5", "r+") as f:
         f.attrs["spacy_elmo_softmax"] = json.dumps({"type": "full", "vocab_size": 10**12, "dim": 10**6})
+    with pytest.raises(WeightFileError, match="vocab_size must be a whole number"):
+        load_softmax(tmp_path / "softmax.hdf5")
+    with h5py.File(tmp_path / "softmax.hdf5", "r+") as f:  # each field within its cap, the product not
+        f.attrs["spacy_elmo_softmax"] = json.dumps({"type": "full", "vocab_size": 5_000_000, "dim": 60_000})
     with pytest.raises(WeightFileError, match="supported maximum"):
         load_softmax(tmp_path / "softmax.hdf5")
+
+
+@pytest.mark.parametrize(
+    "description, phrase",
+    [
+        ({"type": "full", "vocab_size": -5, "dim": 8}, "vocab_size must be"),
+        ({"type": "full", "vocab_size": 1e30, "dim": 8}, "vocab_size must be"),
+        ({"type": "full", "vocab_size": "10", "dim": 8}, "vocab_size must be"),
+        ({"type": "full", "vocab_size": 10, "dim": 0}, "dim must be"),
+        ({"type": "sampled", "vocab_size": 10, "dim": 8, "n_samples": -1}, "n_samples must be"),
+        ({"type": "adaptive", "vocab_size": 10, "dim": 8, "cutoffs": [5], "div_value": -4.0}, "div_value must be"),
+        ({"type": "adaptive", "vocab_size": 10, "dim": 8, "cutoffs": "5"}, "cutoffs must be"),
+        ({"type": "mystery", "vocab_size": 10, "dim": 8}, "softmax.type must be"),
+        (["full", 10, 8], "JSON object"),
+        ({"type": "full", "dim": 8}, "has no vocab_size"),
+    ],
+)
+def test_softmax_descriptions_no_softmax_has_are_one_line_errors(tmp_path, description, phrase):
+    save_softmax(FullSoftmax(10, 8), tmp_path / "softmax.hdf5")
+    with h5py.File(tmp_path / "softmax.hdf5", "r+") as f:
+        f.attrs["spacy_elmo_softmax"] = json.dumps(description)
+    with pytest.raises(WeightFileError, match=phrase) as err:
+        load_softmax(tmp_path / "softmax.hdf5")
+    assert "\n" not in str(err.value) and "c10" not in str(err.value)
 
 
 def test_softmax_round_trip_still_exact(tmp_path):
@@ -269,6 +302,41 @@ def test_duplicate_vocabulary_tokens_are_refused(tmp_path):
     with pytest.raises(VocabError, match="twice") as err:
         Vocab.from_file(path)
     assert str(path) in str(err.value)
+
+
+def convert_fails(command: list[str], *phrases: str) -> None:
+    result = runner.invoke(app, command)
+    out = printed(result)
+    assert result.exit_code == 1 and "Traceback" not in out, out
+    for phrase in phrases:
+        assert phrase in out, out
+
+
+@pytest.mark.parametrize("extra", ["MODEL_CARD.md", "vocab.txt"])
+def test_convert_copies_no_file_from_elsewhere_through_a_link(tmp_path, folder, extra):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("<S>\n</S>\n<UNK>\npassword\n")  # even a file that would pass as a vocabulary
+    (folder / extra).symlink_to(secret)
+    convert_fails(["convert", str(tmp_path / "out"), "-m", str(folder)], "is a link", "refused")
+    assert not (tmp_path / "out").exists() or not (tmp_path / "out" / extra).exists()
+
+
+def test_convert_checks_the_vocabulary_it_copies(tmp_path, folder):
+    (folder / "vocab.txt").write_text("root:x:0:0:root:/root:/bin/bash\n")
+    convert_fails(["convert", str(tmp_path / "out"), "-m", str(folder)], "vocab.txt", "<S>")
+    (folder / "vocab.txt").write_text("<S>\n</S>\n<UNK>\nthe\n")
+    (folder / "MODEL_CARD.md").write_text("# tiny\n")
+    result = runner.invoke(app, ["convert", str(tmp_path / "out"), "-m", str(folder)])
+    assert result.exit_code == 0, printed(result)
+    assert (tmp_path / "out" / "vocab.txt").read_text() == (folder / "vocab.txt").read_text()
+    assert (tmp_path / "out" / "MODEL_CARD.md").read_text() == "# tiny\n"
+
+
+@pytest.mark.parametrize("name", ["", ".", "..", "../../x", "a/b", "a\\b"])
+def test_convert_to_allennlp_writes_only_inside_its_folder(tmp_path, folder, name):
+    convert_fails(["convert", str(tmp_path / "out" / "pair"), "-m", str(folder), "--to", "allennlp", "--name", name],
+                  "--name")
+    assert not (tmp_path / "out").exists()
 
 
 # ---- the same checks through spaCy: the component, spacy.load, from_bytes --------------------------

@@ -18,6 +18,7 @@ from ._common import (
 )
 
 EXTRA_FILES = ("MODEL_CARD.md", "vocab.txt")  # copied along by `convert --to dir`
+MAX_CARD_BYTES = 16 << 20
 
 
 @app.command("info", short_help="A model's architecture and how it was trained.")
@@ -135,7 +136,17 @@ def convert_cli(
         return
     if to not in ("dir", "allennlp"):
         msg.fail(f"--to must be 'dir' or 'allennlp', got {to!r}", exits=1)
+    if to == "allennlp" and (not name or name in (".", "..") or any(c in name for c in "/\\\0")):
+        msg.fail(f"--name must be a plain file name stem (no folders), got {name!r}", exits=1)
     bilm, files = load_model_or_exit(model, options_file, weight_file)
+    if to == "allennlp" and bilm.options.vocabulary_files:
+        msg.fail(
+            f"{files.directory or files.options_file}: this model reads its own vocabularies "
+            f"({', '.join(bilm.options.vocabulary_files)}; an ELMoForManyLangs model), which AllenNLP's "
+            f"format cannot carry: use --to dir",
+            exits=1,
+        )
+    extras = [] if to != "dir" or files.directory is None else _extra_files_or_exit(files.directory)
     # Every file about to be written, checked against the inputs before anything is written.
     inputs = [p for p in (files.directory, files.options_file, files.weight_file) if p is not None]
     names = (OPTIONS_NAME, WEIGHTS_NAME, META_NAME, *EXTRA_FILES) if to == "dir" else (
@@ -149,10 +160,9 @@ def convert_cli(
                 meta = files.meta()
                 meta.setdefault("converted_from", str(files.directory or files.weight_file))
                 save_model_dir(bilm, output, meta)
-                for extra in EXTRA_FILES:
-                    if files.directory is not None and (files.directory / extra).is_file():
-                        with atomic_path(output / extra) as tmp:
-                            shutil.copyfile(files.directory / extra, tmp)
+                for extra in extras:
+                    with atomic_path(output / extra.name) as tmp:
+                        shutil.copyfile(extra, tmp)
             else:
                 output.mkdir(parents=True, exist_ok=True)
                 with atomic_path(output / names[0]) as tmp:
@@ -161,6 +171,33 @@ def convert_cli(
     except OSError as err:
         msg.fail(f"{output}: cannot write the converted model ({err})", exits=1)
     msg.good(f"Wrote model directory {output}" if to == "dir" else f"Wrote {output / names[0]} and {output / names[1]}")
+
+
+def _extra_files_or_exit(directory: Path) -> list[Path]:
+    """The model folder's card and softmax vocabulary, checked before they are copied: a folder
+    from someone else may hold links that would copy files from elsewhere on this machine into
+    the output (refused), or files that are not what their names say."""
+    from ..pretrain.export import check_vocabulary_file
+    from ..pretrain.vocab import VocabError
+
+    found = []
+    for extra in EXTRA_FILES:
+        source = directory / extra
+        if source.is_symlink():
+            msg.fail(f"{source} is a link; the files of a model folder must be its own (refused)", exits=1)
+        if not source.exists():
+            continue
+        if not source.is_file():
+            msg.fail(f"{source} is not a regular file", exits=1)
+        try:
+            if extra == "vocab.txt":
+                check_vocabulary_file(source)
+            elif source.stat().st_size > MAX_CARD_BYTES:
+                msg.fail(f"{source}: {source.stat().st_size:,} bytes, above the {MAX_CARD_BYTES >> 20} MiB a model card may have", exits=1)
+        except (VocabError, ValueError, OSError) as err:
+            msg.fail(str(err), exits=1)
+        found.append(source)
+    return found
 
 
 def _convert_efml_cli(source_format: Optional[str], source: Path, output: Optional[Path]) -> None:

@@ -80,6 +80,15 @@ class LanguageModel:
     meta: dict[str, Any]
 
 
+def check_vocabulary_file(path: Path) -> Vocab:
+    """A model folder's softmax vocabulary, read after its size is checked (VocabError if it is not
+    one: it must start with <S>, </S>, <UNK> and list each token once; WeightFileError if too large)."""
+    size = path.stat().st_size
+    if size > MAX_VOCAB_BYTES:
+        raise WeightFileError(f"{path}: {size:,} bytes, above the supported maximum {MAX_VOCAB_BYTES:,}")
+    return Vocab.from_file(path)
+
+
 def load_language_model(directory: str | Path, device: str | torch.device = "cpu") -> LanguageModel:
     directory = Path(directory)
     # A model with its own char/word vocabulary (a converted ELMoForManyLangs model) comes with its
@@ -88,10 +97,7 @@ def load_language_model(directory: str | Path, device: str | torch.device = "cpu
     meta = read_meta(directory)
     softmax = vocab = None
     if (directory / SOFTMAX_FILE).is_file() and (directory / VOCAB_NAME).is_file():
-        size = (directory / VOCAB_NAME).stat().st_size
-        if size > MAX_VOCAB_BYTES:
-            raise WeightFileError(f"{directory / VOCAB_NAME}: {size:,} bytes, above the supported maximum {MAX_VOCAB_BYTES:,}")
-        vocab = Vocab.from_file(directory / VOCAB_NAME)
+        vocab = check_vocabulary_file(directory / VOCAB_NAME)
         softmax = load_softmax(directory / SOFTMAX_FILE).to(device).eval()
         if softmax.vocab_size != len(vocab) or softmax.dim != bilm.options.lstm.projection_dim:
             raise WeightFileError(

@@ -173,12 +173,33 @@ def build_softmax(settings: SoftmaxSettings, vocab_size: int, dim: int) -> Softm
 
 
 def _from_description(info: dict) -> SoftmaxHead:
-    kind, vocab_size, dim = info["type"], int(info["vocab_size"]), int(info["dim"])
+    """The head a file's description names (ValueError, naming the field, for one a file from
+    someone else may hold but no softmax has: checked here, not left to torch)."""
+    from ..bilm.options import MAX_VOCABULARY_SIZE
+
+    def whole(key: str, value: object, largest: int) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= largest:
+            raise ValueError(f"{key} must be a whole number from 1 to {largest:,}, got {value!r}")
+        return value
+
+    if not isinstance(info, dict):
+        raise ValueError("the description must be a JSON object")
+    missing = [key for key in ("type", "vocab_size", "dim") if key not in info]
+    if missing:
+        raise ValueError(f"the description has no {', '.join(missing)}")
+    vocab_size = whole("vocab_size", info["vocab_size"], MAX_VOCABULARY_SIZE)
+    dim = whole("dim", info["dim"], 1 << 16)
+    cutoffs = info.get("cutoffs", [])
+    if not isinstance(cutoffs, list) or len(cutoffs) > 16:
+        raise ValueError(f"cutoffs must be a list of at most 16 numbers, got {cutoffs!r}")
+    div_value = info.get("div_value", 4.0)
+    if isinstance(div_value, bool) or not isinstance(div_value, (int, float)) or not 0 < div_value <= 1e3:
+        raise ValueError(f"div_value must be a number above 0 and at most 1,000, got {div_value!r}")
     settings = SoftmaxSettings(
-        type=kind,
-        n_samples=int(info.get("n_samples", 1)),
-        cutoffs=tuple(info.get("cutoffs", ())),
-        div_value=float(info.get("div_value", 4.0)),
+        type=info["type"],
+        n_samples=whole("n_samples", info.get("n_samples", 1), MAX_VOCABULARY_SIZE),
+        cutoffs=tuple(whole("cutoffs", c, vocab_size) for c in cutoffs),
+        div_value=float(div_value),
     )
     return build_softmax(settings, vocab_size, dim)
 
@@ -211,8 +232,9 @@ def load_softmax(path: str | Path) -> SoftmaxHead:
                 head = _from_description(info)
         except KeyError:
             raise WeightFileError(f"{path}: not a spacy-elmo softmax file (no 'spacy_elmo_softmax' attribute)") from None
-        except (ValueError, TypeError, OSError) as err:
-            raise WeightFileError(f"{path}: unreadable softmax description ({err})") from None
+        except (ValueError, TypeError, OSError, RuntimeError) as err:
+            first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise WeightFileError(f"{path}: unreadable softmax description ({first_line})") from None
         expected = head.state_dict()
         size = sum(value.numel() for value in expected.values())
         if size > MAX_PARAMETERS:
