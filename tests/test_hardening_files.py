@@ -376,3 +376,15 @@ def test_oversized_vocabulary_is_refused_unread(tmp_path, tiny_bilm, monkeypatch
     with pytest.raises(WeightFileError, match="supported maximum") as err:
         load_language_model(lm)
     assert "vocab.txt" in str(err.value)
+
+
+def test_convert_to_allennlp_warns_when_allennlp_would_compute_other_vectors(tmp_path, make_bilm, tiny_options):
+    import dataclasses
+
+    options = dataclasses.replace(tiny_options, lstm=dataclasses.replace(tiny_options.lstm, use_skip_connections=False))
+    folder = save_model_dir(make_bilm(options), tmp_path / "model")
+    result = runner.invoke(app, ["convert", str(tmp_path / "pair"), "-m", str(folder), "--to", "allennlp"])
+    assert result.exit_code == 0 and "use_skip_connections" in printed(result), printed(result)
+    result = runner.invoke(app, ["convert", str(tmp_path / "pair2"), "-m", str(save_model_dir(make_bilm(), tmp_path / "m2")),
+                                 "--to", "allennlp"])
+    assert result.exit_code == 0 and "use_skip_connections" not in printed(result), printed(result)

@@ -147,6 +147,11 @@ def convert_cli(
             exits=1,
         )
     extras = [] if to != "dir" or files.directory is None else _extra_files_or_exit(files.directory)
+    if to == "allennlp" and not bilm.options.lstm.use_skip_connections:
+        msg.warn(
+            "this model has use_skip_connections = false: AllenNLP always adds each LSTM layer's input "
+            "to its output, so it will compute other vectors from this pair (bilm-tf reads the flag)"
+        )
     # Every file about to be written, checked against the inputs before anything is written.
     inputs = [p for p in (files.directory, files.options_file, files.weight_file) if p is not None]
     names = (OPTIONS_NAME, WEIGHTS_NAME, META_NAME, *EXTRA_FILES) if to == "dir" else (
