@@ -95,6 +95,42 @@ def test_embed_duplicate_sentence_keys_fail_cleanly_and_leave_no_file(model_dir,
     assert list(tmp_path.glob(".out.hdf5*")) == []  # no temporary file left behind
 
 
+@pytest.mark.parametrize("flags,has_index", [([], True), (["--use-sentence-keys"], False), (["--forget-sentences"], False)])
+def test_sentence_to_index_is_written_as_allennlp_writes_it(model_dir, tmp_path, flags, has_index):
+    # AllenNLP writes the index only without --use-sentence-keys and --forget-sentences; with
+    # sentence keys the names are the sentences, so a line may even be "sentence_to_index".
+    source = tmp_path / "in.txt"
+    source.write_text("one two\n..\nsentence_to_index\n", encoding="utf-8")
+    output = tmp_path / "out.hdf5"
+    result = runner.invoke(app, ["embed", str(source), str(output), "--top", "--model", str(model_dir), *flags])
+    assert result.exit_code == 0, result.output
+    with h5py.File(output, "r") as f:
+        if "--use-sentence-keys" in flags:
+            assert set(f.keys()) == {"one two", "..", "sentence_to_index"}
+            assert f["sentence_to_index"].shape == (1, 16)  # the line's vectors, not an index
+        else:
+            assert set(f.keys()) == {"0", "1", "2"} | ({"sentence_to_index"} if has_index else set())
+        if has_index:
+            assert json.loads(f["sentence_to_index"][0]) == {"one two": "0", "..": "1", "sentence_to_index": "2"}
+
+
+@pytest.mark.parametrize("lines,bad", [
+    (["a b", "."], "."),  # HDF5's name for the group itself: `"." in file` is always true
+    (["a\x00b", "a\x00c"], "a\x00b"),  # HDF5 would cut both names at NUL, to "a"
+    (["a/b"], "a/b"),
+    (["a", ""], ""),
+])
+def test_sentence_keys_that_hdf5_cannot_name_fail_cleanly(model_dir, tmp_path, lines, bad):
+    source = tmp_path / "in.txt"
+    source.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    output = tmp_path / "out.hdf5"
+    result = runner.invoke(app, ["embed", str(source), str(output), "--use-sentence-keys", "--model", str(model_dir)])
+    assert result.exit_code == 1
+    assert f"{bad!r} cannot be an HDF5 dataset name" in printed(result), printed(result)
+    assert "duplicate" not in printed(result) and "Traceback" not in result.output
+    assert not output.exists()
+
+
 def test_embed_bad_model_and_missing_input_give_one_line_errors(model_dir, tmp_path, input_file):
     garbage = tmp_path / "garbage.hdf5"
     garbage.write_bytes(b"not an hdf5 file at all" * 10)

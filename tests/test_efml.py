@@ -24,6 +24,7 @@ from spacy_elmo.bilm import ElmoOptions, load_bilm
 from spacy_elmo.bilm.efml import EfmlError, convert_efml, load_efml, read_dictionary
 from spacy_elmo.bilm.efml_catalog import efml_catalog, efml_entry
 from spacy_elmo.bilm.embedder import Embedder
+from spacy_elmo.bilm.vocab import VocabularyError, read_vocabulary
 from spacy_elmo.cli import app
 from cli_output import printed
 from elmo_pipelines import listener
@@ -145,6 +146,19 @@ def test_a_bad_vocabulary_file_is_refused(converted, tmp_path):
     (folder / "words.json").unlink()
     with pytest.raises(ValueError, match="words.json: vocabulary file not found"):
         load_bilm(folder)
+
+
+@pytest.mark.parametrize("content,problem", [
+    ("[" * 200_000 + "]" * 200_000, "nested too deeply"),  # json.loads alone: a RecursionError traceback
+    ('{"a": NaN}', "NaN is not a number JSON allows"),
+    ("{not json", "not a readable JSON vocabulary"),
+])
+def test_a_vocabulary_file_is_read_as_guarded_json(tmp_path, content, problem):
+    path = tmp_path / "chars.json"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(VocabularyError, match=problem) as err:
+        read_vocabulary(path, 10)
+    assert str(err.value).startswith(f"{path}: ") and "\n" not in str(err.value)
 
 
 def test_converting_the_zip_gives_the_same_model(efml_dir, converted, tmp_path, sentences):

@@ -152,9 +152,10 @@ def embed_file(
 
     Datasets are named by the 0-based line index (or by the sentence itself with
     use_sentence_keys), shaped (n_layers + 1, n_tokens, dim) for "all", (n_tokens, dim) otherwise,
-    float32. Unless forget_sentences, a `sentence_to_index` dataset holds a JSON map from each
-    sentence to its dataset name. An empty line gives a 0-token entry. The output appears
-    atomically: a failed run leaves no half-written file. Returns the number of sentences.
+    float32. Unless forget_sentences or use_sentence_keys, a `sentence_to_index` dataset holds a
+    JSON map from each sentence to its dataset name. An empty line gives a 0-token entry. The
+    output appears atomically: a failed run leaves no half-written file. Returns the number of
+    sentences.
     """
     from tqdm import tqdm
 
@@ -165,6 +166,8 @@ def embed_file(
     if problem is not None:
         raise ValueError(problem)
     total_words = count_words(input_file)
+    # As AllenNLP: with sentence keys the names are the sentences already, so no index is written.
+    write_index = not forget_sentences and not use_sentence_keys
     sentence_to_index: dict[str, str] = {}
     n = 0
     shape = {"all": (embedder.bilm.n_layers,), "top": (), "average": ()}[output_format]
@@ -181,14 +184,17 @@ def embed_file(
                 for text, tokens in chunk:
                     key = text if use_sentence_keys else str(n)
                     if use_sentence_keys:
-                        if "/" in key or key == "" or key == "sentence_to_index":
+                        # HDF5 reads "/" as a path separator and "." as the group itself, and cuts a
+                        # name at NUL ("a\0b" would be written as "a"). Any other name is one plain
+                        # link, so `key in fout` below is an exact duplicate check.
+                        if "/" in key or "\0" in key or key in ("", "."):
                             raise ValueError(
                                 f"line {n}: {key!r} cannot be an HDF5 dataset name; drop --use-sentence-keys"
                             )
                         if key in fout:
                             raise ValueError(f"line {n}: duplicate sentence {key!r} with --use-sentence-keys")
                     datasets.append(fout.create_dataset(key, (*shape, len(tokens), width), dtype="float32"))
-                    if not forget_sentences:
+                    if write_index:
                         sentence_to_index[text] = key
                     n += 1
                 # Each window goes straight into its slice of the dataset: memory stays bounded by
@@ -196,7 +202,7 @@ def embed_file(
                 for (i, start, stop), layers in embedder.iter_pieces([tokens for _, tokens in chunk]):
                     datasets[i][..., start:stop, :] = reduce_layers(layers, output_format)
                     bar.update(stop - start)
-        if not forget_sentences:
+        if write_index:
             index = fout.create_dataset("sentence_to_index", (1,), dtype=h5py.string_dtype())
             index[0] = json.dumps(sentence_to_index)
     return n

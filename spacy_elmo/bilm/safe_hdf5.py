@@ -55,6 +55,7 @@ def open_hdf5(path: Path, error: ErrorFactory, what: str = "HDF5 file") -> h5py.
 def get_dataset(path: Path, fin: h5py.File, name: str, error: ErrorFactory) -> h5py.Dataset | None:
     """The dataset `name`, reached through hard links only and holding its own bytes; None if absent."""
     node: h5py.Group | h5py.Dataset = fin
+    link = None
     try:
         for part in name.split("/"):
             if not isinstance(node, h5py.Group):
@@ -63,11 +64,15 @@ def get_dataset(path: Path, fin: h5py.File, name: str, error: ErrorFactory) -> h
             if link is None:
                 return None
             if not isinstance(link, h5py.HardLink):
-                kind = "an external link" if isinstance(link, h5py.ExternalLink) else "a soft link"
-                raise error(f"{path}: '{name}' goes through {kind}; a weight file must hold its data itself (refused)")
+                break
             node = node[part]
     except (OSError, KeyError, ValueError, RuntimeError, TypeError) as err:
         raise error(f"{path}: cannot read '{name}' (corrupted file?): {err}") from None
+    # Refused here, outside the try: the error classes are ValueErrors, which the except above
+    # would re-word as corruption.
+    if not isinstance(link, h5py.HardLink):
+        kind = "an external link" if isinstance(link, h5py.ExternalLink) else "a soft link"
+        raise error(f"{path}: '{name}' goes through {kind}; a weight file must hold its data itself (refused)")
     if not isinstance(node, h5py.Dataset):
         raise error(f"{path}: '{name}' is a group, expected a dataset")
     check_storage(path, name, node, error)

@@ -22,7 +22,7 @@ from typing import Sequence
 import torch
 
 from .char_ids import BOS_CHAR_IDS, EOS_CHAR_IDS, SHIFT, batch_to_ids
-from .options import MAX_VOCABULARY_SIZE, ElmoOptions
+from .options import MAX_VOCABULARY_SIZE, ElmoOptions, parse_json, read_small_text
 
 MAX_VOCABULARY_BYTES = 512 * 1024 * 1024
 # The pseudo-tokens that stand for the sentence markers, as in ELMoForManyLangs.
@@ -37,13 +37,17 @@ class VocabularyError(ValueError):
 def read_vocabulary(path: str | Path, size: int) -> dict[str, int]:
     """Read a {token: raw id} JSON file whose ids must lie in 0..size-1."""
     path = Path(path)
-    if not path.is_file():
-        raise VocabularyError(f"{path}: vocabulary file not found (it belongs next to options.json)")
-    if path.stat().st_size > MAX_VOCABULARY_BYTES:
-        raise VocabularyError(f"{path}: vocabulary file larger than {MAX_VOCABULARY_BYTES >> 20} MiB")
+    # The same guarded readers as options.json: no FIFO, a size cap, and deep nesting as a
+    # one-line error rather than a RecursionError traceback.
     try:
-        table = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        text = read_small_text(path, MAX_VOCABULARY_BYTES)
+    except FileNotFoundError:
+        raise VocabularyError(f"{path}: vocabulary file not found (it belongs next to options.json)") from None
+    except (OSError, ValueError) as err:  # ValueError includes UnicodeDecodeError
+        raise VocabularyError(f"{path}: cannot read vocabulary file ({err})") from None
+    try:
+        table = parse_json(text)
+    except ValueError as err:
         raise VocabularyError(f"{path}: not a readable JSON vocabulary ({err})") from None
     if not isinstance(table, dict) or len(table) > MAX_VOCABULARY_SIZE:
         raise VocabularyError(f"{path}: expected a JSON object {{token: id}} of at most {MAX_VOCABULARY_SIZE} entries")
