@@ -180,3 +180,60 @@ def test_sigterm_during_the_export_leaves_no_staging_folder(tmp_path, corpus):
     assert proc.returncode == 128 + signal.SIGTERM, proc.stderr[-3000:]
     assert sorted(p.name for p in out.iterdir() if p.name.startswith(".model")) == []
     assert load_checkpoint(out / "checkpoints" / "last.pt")["step"] == 3  # ready for --resume
+
+
+def test_a_garbage_or_truncated_checkpoint_is_a_one_line_error(tmp_path, corpus):
+    config, out = write_config(tmp_path, corpus), tmp_path / "out"
+    train(config, out, training__max_steps=2)
+    checkpoint = out / "checkpoints" / "last.pt"
+    real = checkpoint.read_bytes()
+    for damaged in (b"garbage\n", real[: len(real) // 2]):
+        checkpoint.write_bytes(damaged)
+        result = cli_pretrain(config, out, "--resume")
+        one_line_failure(result, str(checkpoint), "unreadable or corrupted")
+        # not torch's pages of advice, which suggest the unsafe weights_only=False load
+        assert "weights_only" not in result.output and "torch.load" not in result.output, result.output
+        assert "\n" not in printed(result)
+
+
+def files_under(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_a_run_that_fails_its_checks_leaves_no_new_folder_or_files(tmp_path, corpus):
+    config = write_config(tmp_path, corpus)
+    (tmp_path / "empty.txt").write_bytes(b"")
+    (tmp_path / "blank.txt").write_bytes(b"\n \n")
+    (tmp_path / "vocab.txt").write_text("not a vocabulary\n")
+    failures = [
+        (("--paths.train", str(tmp_path / "missing.txt")), "corpus not found"),
+        (("--paths.train", str(tmp_path / "empty.txt")), "the corpus is empty"),
+        (("--paths.train", str(tmp_path / "blank.txt")), "no usable text"),  # found by reading the corpus
+        (("--paths.vocab", str(tmp_path / "vocab.txt")), "vocab.txt"),  # after corpus_stats.json is written
+        (("--resume",), "no checkpoint"),
+        (("--init-from", str(tmp_path / "no_model")), "not a model directory"),
+    ]
+    new = tmp_path / "new" / "out"  # both folders would be created
+    for extra, phrase in failures:
+        one_line_failure(cli_pretrain(config, new, *extra), phrase)
+        assert not (tmp_path / "new").exists(), extra
+
+    # A folder made beforehand stays as it was: empty.
+    made = tmp_path / "made"
+    made.mkdir()
+    for extra, phrase in failures:
+        one_line_failure(cli_pretrain(config, made, *extra), phrase)
+        assert list(made.iterdir()) == [], extra
+
+    # An earlier run's folder too: no file added, none changed (config.cfg included).
+    run = tmp_path / "run"
+    train(config, run, training__max_steps=2)
+    before = files_under(run)
+    assert LOCK_NAME in before
+    for extra, phrase in [(("--resume", "--paths.train", str(tmp_path / "missing.txt")), "corpus not found"),
+                          ((), "already holds a checkpoint"),
+                          (("--resume", "--training.batch_size", "4"), "config differs")]:
+        one_line_failure(cli_pretrain(config, run, *extra), phrase)
+        assert files_under(run) == before, extra
+    train(config, run, resume=True, training__max_steps=3)  # and it resumes
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["step"] == 3

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import math
+import os
 from collections import Counter
 from pathlib import Path
 
@@ -294,3 +295,10 @@ def test_configs_parse_and_overrides_apply(tmp_path):
         load_config(bad)
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "missing.cfg")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are POSIX")
+def test_a_corpus_that_is_a_named_pipe_is_named_as_such(tmp_path):
+    os.mkfifo(tmp_path / "pipe")
+    with pytest.raises(CorpusError, match=r"pipe: a named pipe \(FIFO\), not a text file or a folder"):
+        find_corpus_files(tmp_path / "pipe")

@@ -230,6 +230,31 @@ def test_model_best_survives_resume_and_is_replaced_only_by_a_better_model(tmp_p
     assert (selected()["step"], selected()["sentences"]) == (40, 20)
 
 
+def test_the_final_model_is_evaluated_once_when_eval_every_ends_on_the_last_step(tmp_path, corpus, dev_corpus, capsys):
+    config = write_config(tmp_path, corpus)
+    out = tmp_path / "out"
+    # dev_corpus has 40 sentences, fewer than eval_max_sentences: the capped evaluation is the full one
+    settings = dict(paths__dev=str(dev_corpus), training__eval_every=4, training__checkpoint_every=4)
+    evals = lambda: [(e["step"], e["sentences"]) for e in read_events(out / "metrics.jsonl") if e["event"] == "eval"]  # noqa: E731
+    printed_evals = lambda: [line.split(":")[0] for line in capsys.readouterr().out.splitlines()  # noqa: E731
+                             if ": held-out perplexity" in line]
+    train(config, out, training__max_steps=8, **settings)
+    assert evals() == [(4, 40), (8, 40)]
+    assert printed_evals() == ["step 4", "step 8"]
+    train(config, out, resume=True, training__max_steps=12, **settings)
+    assert evals() == [(4, 40), (8, 40), (12, 40)]
+    assert printed_evals() == ["step 12"]
+    # Resumed at its last step (as after a kill during the export): the same weights evaluated again, logged once.
+    train(config, out, resume=True, training__max_steps=12, **settings)
+    assert evals() == [(4, 40), (8, 40), (12, 40)]
+    assert printed_evals() == ["step 12"]
+    # A dev set larger than eval_max_sentences: the capped evaluation (model-best) and the full one.
+    out = tmp_path / "capped"
+    train(config, out, training__max_steps=4, **{**settings, "training__eval_max_sentences": 10})
+    assert evals() == [(4, 10), (4, 40)]
+    assert printed_evals() == ["step 4", "step 4"]
+
+
 def test_no_model_best_without_periodic_evaluation(tmp_path, corpus, dev_corpus):
     train(write_config(tmp_path, corpus), tmp_path / "out", training__max_steps=4, paths__dev=str(dev_corpus))
     assert (tmp_path / "out" / "model").is_dir() and not (tmp_path / "out" / "model-best").exists()

@@ -53,8 +53,13 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: no checkpoint to resume from")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any unpickling problem means a bad file
-        raise CheckpointError(f"{path}: unreadable checkpoint ({type(err).__name__}: {err})") from None
+    except OSError as err:
+        raise CheckpointError(f"{path}: cannot read the checkpoint ({err.strerror or err})") from None
+    except Exception:  # noqa: BLE001 - any unpickling problem means a bad file
+        # Not torch's message: several lines advising a load with weights_only=False.
+        raise CheckpointError(
+            f"{path}: the checkpoint is unreadable or corrupted; restore it, or start over in another output folder"
+        ) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a spacy-elmo pretraining checkpoint")
     return state

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import gzip
 import re
+import stat
 import zlib
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -81,6 +82,8 @@ def find_corpus_files(path: str | Path) -> list[Path]:
         raise CorpusError(f"{path}: corpus not found (expected a text file or a folder of text files)")
     if path.is_file():
         files = [path]
+    elif not path.is_dir():
+        raise CorpusError(f"{path}: {special_file_kind(path)}, not a text file or a folder of text files")
     else:
         files = sorted(
             p for p in path.rglob("*")
@@ -91,6 +94,17 @@ def find_corpus_files(path: str | Path) -> list[Path]:
     if all(f.stat().st_size == 0 for f in files):
         raise CorpusError(f"{path}: the corpus is empty ({len(files)} file(s) of 0 bytes)")
     return files
+
+
+def special_file_kind(path: Path) -> str:
+    mode = path.stat().st_mode
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (FIFO)"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "a special file"
 
 
 def corpus_fingerprint(files: Sequence[Path]) -> list[list]:

@@ -35,9 +35,20 @@ class MetricsLog:
         """Drop events logged after the checkpoint we resume from: they will be logged again."""
         if not self.path.exists():
             return
-        keep = [e for e in read_events(self.path) if e.get("step", 0) <= step]
+        self._write([e for e in read_events(self.path) if e.get("step", 0) <= step])
+
+    def forget(self, event: str, step: int) -> None:
+        """Drop the `event` lines logged at `step`, about to be logged again."""
+        if not self.path.exists():
+            return
+        events = read_events(self.path)
+        keep = [e for e in events if not (e.get("event") == event and e.get("step") == step)]
+        if len(keep) < len(events):
+            self._write(keep)
+
+    def _write(self, events: list[dict[str, Any]]) -> None:
         with atomic_path(self.path) as tmp:
-            tmp.write_text("".join(json.dumps(e) + "\n" for e in keep), encoding="utf-8")
+            tmp.write_text("".join(json.dumps(e) + "\n" for e in events), encoding="utf-8")
 
     def log(self, event: dict[str, Any]) -> None:
         with open(self.path, "a", encoding="utf-8") as f:

@@ -73,8 +73,13 @@ def pretrain(config: Config, output_dir: str | Path, resume: bool = False, progr
     info = init_distributed(settings.system.device)
     try:
         # One run per output folder: a second one fails here instead of mixing its files in.
-        with output_folder_lock(output_dir) if info.is_main else nullcontext():
-            trainer = Trainer(settings, config, Path(output_dir), info, resume=resume, progress=progress)
+        with output_folder_lock(output_dir) if info.is_main else nullcontext() as folder:
+            try:
+                trainer = Trainer(settings, config, Path(output_dir), info, resume=resume, progress=progress)
+            except BaseException:
+                if folder is not None:  # failed its checks: nothing to resume, leave no trace
+                    folder.discard_new()
+                raise
             return trainer.train()
     finally:
         shutdown(info)
@@ -164,8 +169,7 @@ class Trainer:
                 f"{output} already holds a checkpoint: pass --resume to continue it, or choose another output folder"
             )
         if info.is_main:
-            output.mkdir(parents=True, exist_ok=True)
-            (output / "config.cfg").write_text(config.to_str(), encoding="utf-8")
+            output.mkdir(parents=True, exist_ok=True)  # made by pretrain()'s lock; for a Trainer used without it
 
         # ---- vocabulary and corpus statistics (main process; the others read its files) ---------
         init = load_language_model(s.paths.init_from) if s.paths.init_from and checkpoint is None else None
@@ -177,6 +181,8 @@ class Trainer:
         self.corpus_stats = CorpusStats.from_dict(json.loads(stats_path.read_text())) if stats_path.exists() else None
         if checkpoint is not None and checkpoint["vocab_fingerprint"] != self.vocab.fingerprint():
             raise CheckpointError(f"{output / VOCAB_NAME} is not the vocabulary the checkpoint was trained with")
+        if info.is_main:  # after the checks: a failed --resume leaves the run's own config.cfg
+            (output / "config.cfg").write_text(config.to_str(), encoding="utf-8")
 
         # ---- model, softmax, optimizer ---------------------------------------------------------
         torch.manual_seed(s.system.seed)
@@ -413,27 +419,50 @@ class Trainer:
             "last_train": self.last_train,
         }
 
-    def evaluate(self, max_sentences: int, keep_best: bool = True) -> PerplexityResult | None:
-        """Held-out perplexity on the main process (the others wait); with keep_best, a model
-        better than every earlier evaluation on the same sentences is written to model-best/."""
+    def evaluate(self, max_sentences: int) -> PerplexityResult | None:
+        """Held-out perplexity on the main process (the others wait); a model better than every
+        earlier evaluation on the same sentences is written to model-best/."""
         result = None
         if self.dev_files is not None and self.info.is_main:
-            t = self.settings.training
-            with self._autocast():
-                result = evaluate_perplexity(
-                    self.lm.bilm, self.lm.softmax, self.vocab, self.dev_files, self.tokenizer, self.settings.corpus,
-                    batch_tokens=t.eval_batch_tokens, max_sentences=max_sentences,
-                )
-            self.metrics.log({"event": "eval", "step": self.step, "split": "dev", "fwd_ppl": result.fwd_ppl,
-                              "bwd_ppl": result.bwd_ppl, "ppl": result.ppl,
-                              "loss": (result.fwd_nll + result.bwd_nll) / 2, "oov_rate": result.oov_rate,
-                              "sentences": result.sentences})
-            log(self.info, f"step {self.step:,}: held-out perplexity forward {result.fwd_ppl:.2f}, "
-                           f"backward {result.bwd_ppl:.2f}, average {result.ppl:.2f}")
-            if keep_best:
-                self._keep_if_best(result)
+            result = self._perplexity(max_sentences)
+            self._report(result, keep_best=True)
         barrier(self.info)
         return result
+
+    def final_evaluation(self) -> PerplexityResult | None:
+        """The whole held-out set, for meta.json. With eval_every, the final model is a model-best
+        candidate too, compared on eval_max_sentences sentences: one evaluation (one log line, one
+        event) where those are the whole set."""
+        t, dev = self.settings.training, None
+        if self.dev_files is not None and self.info.is_main:
+            self.metrics.forget("eval", self.step)  # a resume at its last step: logged before, same weights
+            cap = t.eval_max_sentences if t.eval_every else 0
+            capped = self._perplexity(cap) if cap else None
+            dev = capped if capped is not None and capped.sentences < cap else self._perplexity(0)
+            if capped is not None and capped.sentences < dev.sentences:
+                self._report(capped, keep_best=True)
+                self._report(dev, keep_best=False)
+            else:
+                self._report(dev, keep_best=bool(t.eval_every))
+        barrier(self.info)
+        return dev
+
+    def _perplexity(self, max_sentences: int) -> PerplexityResult:
+        with self._autocast():
+            return evaluate_perplexity(
+                self.lm.bilm, self.lm.softmax, self.vocab, self.dev_files, self.tokenizer, self.settings.corpus,
+                batch_tokens=self.settings.training.eval_batch_tokens, max_sentences=max_sentences,
+            )
+
+    def _report(self, result: PerplexityResult, keep_best: bool) -> None:
+        self.metrics.log({"event": "eval", "step": self.step, "split": "dev", "fwd_ppl": result.fwd_ppl,
+                          "bwd_ppl": result.bwd_ppl, "ppl": result.ppl,
+                          "loss": (result.fwd_nll + result.bwd_nll) / 2, "oov_rate": result.oov_rate,
+                          "sentences": result.sentences})
+        log(self.info, f"step {self.step:,}: held-out perplexity forward {result.fwd_ppl:.2f}, "
+                       f"backward {result.bwd_ppl:.2f}, average {result.ppl:.2f}")
+        if keep_best:
+            self._keep_if_best(result)
 
     def _keep_if_best(self, result: PerplexityResult) -> None:
         """Perplexities of different sentence counts are not comparable: a changed
@@ -548,13 +577,9 @@ class Trainer:
 
     def finish(self, last_train: dict[str, Any]) -> Path:
         """Write the model directory, the final held-out perplexity and the plot."""
-        s, info = self.settings, self.info
+        info = self.info
         stats = sum((CorpusStats.from_dict(d) for d in all_gather(info, self.batcher.stream.stats.to_dict())), CorpusStats())
-        if s.training.eval_every and s.training.eval_max_sentences:
-            self.evaluate(s.training.eval_max_sentences)  # the final model is a model-best candidate too
-            dev = self.evaluate(0, keep_best=False)
-        else:
-            dev = self.evaluate(0, keep_best=bool(s.training.eval_every))
+        dev = self.final_evaluation()
         model_dir = self.output / "model"
         if info.is_main:
             train_ppl = {k: last_train[k] for k in ("fwd_ppl", "bwd_ppl", "ppl")} if last_train else None
