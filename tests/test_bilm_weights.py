@@ -639,3 +639,11 @@ def test_a_weight_file_of_a_larger_model_is_refused_not_read_in_part(tmp_path, m
     (directory / "options.json").write_text(json.dumps(options))
     with pytest.raises(WeightFileError, match="do not belong together"):
         load_bilm(model=directory)
+
+
+@pytest.mark.parametrize("model", ["", "  "])
+def test_an_empty_model_setting_is_an_error_not_the_current_folder(tmp_path, tiny_bilm, monkeypatch, model):
+    save_model_dir(tiny_bilm, tmp_path)  # the current folder holds a model: it must not be picked up
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match="empty string"):
+        resolve_model_files(model=model)

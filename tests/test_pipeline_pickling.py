@@ -114,7 +114,7 @@ def test_threads_zero_leaves_torch_alone_and_negative_is_an_error(model_dir):
         nlp.add_pipe("elmo", config={"model": model_dir})
         nlp("The bank of the river .")
         assert torch.get_num_threads() == 3
-        with pytest.raises(ValueError, match="threads must be >= 0"), warnings.catch_warnings():
+        with pytest.raises(ValueError, match="threads must be between 0"), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             spacy.blank("en").add_pipe("elmo", config={"model": model_dir, "threads": -1})
     finally:

@@ -243,6 +243,8 @@ def resolve_model_files(
     if model is not None and (options_file is not None or weight_file is not None):
         raise ValueError("give either a model directory or options_file + weight_file, not both")
     if model is not None:
+        if not str(model).strip():  # Path("") is the current folder: never what an empty setting meant
+            raise ValueError("the model is an empty string: give a model directory or a published model's name")
         directory = _named_model_dir(model) or Path(model)
         if not directory.is_dir():
             raise WeightFileError(
