@@ -17,7 +17,7 @@ from ._common import (
     ModelOpt, OptionsFileOpt, WeightFileOpt, check_output_or_exit, cleanup_on_sigterm, load_model_or_exit,
 )
 
-EXTRA_FILES = ("MODEL_CARD.md", "vocab.txt")  # copied along by `convert --to dir`
+EXTRA_FILES = ("MODEL_CARD.md", "vocab.txt")  # copied along by `convert --to dir` (vocab.txt: pretrain.export.VOCAB_NAME)
 MAX_CARD_BYTES = 16 << 20
 
 
@@ -182,8 +182,7 @@ def _extra_files_or_exit(directory: Path) -> list[Path]:
     """The model folder's card and softmax vocabulary, checked before they are copied: a folder
     from someone else may hold links that would copy files from elsewhere on this machine into
     the output (refused), or files that are not what their names say."""
-    from ..pretrain.export import check_vocabulary_file
-    from ..pretrain.vocab import VocabError
+    from ..pretrain.export import VOCAB_NAME, check_vocabulary_file  # here: the CLI imports pretrain only when used
 
     found = []
     for extra in EXTRA_FILES:
@@ -195,11 +194,11 @@ def _extra_files_or_exit(directory: Path) -> list[Path]:
         if not source.is_file():
             msg.fail(f"{source} is not a regular file", exits=1)
         try:
-            if extra == "vocab.txt":
-                check_vocabulary_file(source)
-            elif source.stat().st_size > MAX_CARD_BYTES:
-                msg.fail(f"{source}: {source.stat().st_size:,} bytes, above the {MAX_CARD_BYTES >> 20} MiB a model card may have", exits=1)
-        except (VocabError, ValueError, OSError) as err:
+            if extra == VOCAB_NAME:
+                check_vocabulary_file(source)  # VocabError / WeightFileError: ValueErrors
+            elif (size := source.stat().st_size) > MAX_CARD_BYTES:
+                msg.fail(f"{source}: {size:,} bytes, above the {MAX_CARD_BYTES >> 20} MiB a model card may have", exits=1)
+        except (ValueError, OSError) as err:
             msg.fail(str(err), exits=1)
         found.append(source)
     return found

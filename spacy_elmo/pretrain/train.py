@@ -437,13 +437,12 @@ class Trainer:
         if self.dev_files is not None and self.info.is_main:
             self.metrics.forget("eval", self.step)  # a resume at its last step: logged before, same weights
             cap = t.eval_max_sentences if t.eval_every else 0
-            capped = self._perplexity(cap) if cap else None
-            dev = capped if capped is not None and capped.sentences < cap else self._perplexity(0)
-            if capped is not None and capped.sentences < dev.sentences:
-                self._report(capped, keep_best=True)
-                self._report(dev, keep_best=False)
-            else:
-                self._report(dev, keep_best=bool(t.eval_every))
+            if cap:  # compared with the earlier evaluations, on the same sentences
+                dev = self._perplexity(cap)
+                self._report(dev, keep_best=True)
+            if dev is None or dev.sentences >= cap:  # not yet the whole held-out set
+                dev = self._perplexity(0)
+                self._report(dev, keep_best=not cap and bool(t.eval_every))
         barrier(self.info)
         return dev
 
