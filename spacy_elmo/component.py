@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import srsly
 import torch
+from spacy.attrs import ORTH
 from spacy.language import Language
 from spacy.pipeline import TrainablePipe
 from spacy.tokens import Doc
@@ -263,7 +264,7 @@ def _torch_device(device: str) -> torch.device | None:
 
 
 class PendingLayers(weakref.WeakKeyDictionary):
-    """doc -> [layers, reads left]. A pickled copy (nlp.pipe(n_process>1) under spawn or
+    """doc -> [layers, reads left, token ids]. A pickled copy (nlp.pipe(n_process>1) under spawn or
     forkserver) starts empty: the layers belong to this process's docs."""
 
     def __reduce__(self):
@@ -382,8 +383,8 @@ class Elmo(TrainablePipe):
                 doc.tensor = vectors
             if self.similarity_hooks:
                 set_similarity_hooks(doc)
-            if n_readers:
-                self._pending[doc] = [x, n_readers]
+            if n_readers:  # with the tokens, to tell whether a later component retokenized the doc
+                self._pending[doc] = [x, n_readers, doc.to_array(ORTH)]
 
     def _select(self, x: np.ndarray) -> np.ndarray:
         """The configured output from all layers x (nL, n, dim): (n, dim), a new array."""
@@ -402,7 +403,9 @@ class Elmo(TrainablePipe):
         found: dict[int, Floats3d] = {}
         for i, doc in enumerate(docs):
             entry = self._pending.get(doc)
-            if entry is not None:
+            if entry is not None and not np.array_equal(entry[2], doc.to_array(ORTH)):
+                del self._pending[doc]  # retokenized since (merge_entities, ...): no longer its layers
+            elif entry is not None:
                 found[i] = entry[0]
                 entry[1] -= 1
                 if entry[1] <= 0:

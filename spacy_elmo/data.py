@@ -26,6 +26,13 @@ HOOKS_KEY = ("spacy-elmo", "similarity_hooks")  # set when the doc got the hooks
 
 def _get_doc_elmo(doc: Doc) -> np.ndarray | None:
     value = doc.user_data.get(VALUE_KEY)
+    if value is not None and len(value) != len(doc):
+        # Rows no longer match tokens: every token, span and similarity would read another word's vector.
+        raise ValueError(
+            f"doc._.elmo has {len(value)} rows but the doc has {len(doc)} tokens: the doc was retokenized "
+            f"(e.g. by merge_entities or doc.retokenize()) after the 'elmo' component ran. Put 'elmo' after "
+            f"the components that change the tokens, or run the doc through it again."
+        )
     if value is not None and doc.user_data.get(HOOKS_KEY) and "similarity" not in doc.user_hooks:
         set_similarity_hooks(doc)  # lost in serialisation: spaCy does not store hooks
     return value

@@ -388,6 +388,17 @@ def test_empty_and_whitespace_only_docs(model_dir):
     assert [d._.elmo.shape[0] for d in nlp.pipe(["", "  ", "One .", ""])] == [0, 1, 2, 0]
 
 
+def test_a_doc_retokenized_after_elmo_says_so_instead_of_reading_other_words_vectors(model_dir):
+    nlp = make_nlp(model_dir)
+    doc = nlp("Alice lives in New York .")
+    with doc.retokenize() as retokenizer:
+        retokenizer.merge(doc[3:5])
+    for read in (lambda: doc._.elmo, lambda: doc[4]._.elmo, lambda: doc[1:3]._.elmo, lambda: doc[4].similarity(doc[0])):
+        with pytest.raises(ValueError, match="6 rows but the doc has 5 tokens: the doc was retokenized"):
+            read()
+    assert nlp(doc)._.elmo.shape == (5, WIDTH)  # run through the component again: aligned
+
+
 def test_emoji_and_cjk_text(model_dir):
     nlp = make_nlp(model_dir)
     doc = nlp("I ❤️ 東京 🎉😀 and 北京大学 ! " + "東" * 30)  # the last token is 90 UTF-8 bytes

@@ -132,6 +132,61 @@ def test_a_listener_without_an_elmo_component_explains(model_dir):
         nlp.initialize(lambda: examples(nlp))
 
 
+def test_a_listener_names_the_upstream_it_wants(model_dir):
+    nlp = elmo_nlp(model_dir)
+    nlp.add_pipe("ner", config={"model": ner_model(listener(upstream="elmo2"))})
+    assert nlp.get_pipe("elmo").listening_components == []
+    with pytest.raises(ValueError, match="add one before the component.* named 'elmo2'"):
+        nlp.initialize(lambda: examples(nlp))
+
+
+@pytest.mark.parametrize("dropout", [1.0, 1.5, -0.1])
+def test_listener_dropout_outside_0_1_is_refused(model_dir, dropout):
+    nlp = elmo_nlp(model_dir)
+    with pytest.raises(ValueError, match=r"dropout must be in \[0, 1\)"):
+        nlp.add_pipe("ner", config={"model": ner_model(listener(dropout=dropout))})
+
+
+def test_replace_listeners_is_refused_before_anything_changes(model_dir, tmp_path):
+    """spaCy would put the elmo component's `model` path where the listener's config was: a pipeline
+    that predicts until it is saved and then no longer loads. Refused, and the pipeline is intact."""
+    nlp = build_nlp(model_dir)
+    nlp.initialize(lambda: examples(nlp))
+    before = nlp.config.to_str()
+    with pytest.raises(ValueError, match="does not support nlp.replace_listeners"):
+        nlp.replace_listeners("elmo", "ner", ["model.tok2vec"])
+    assert nlp.config.to_str() == before
+    assert nlp.get_pipe("elmo").listening_components == ["textcat", "ner"]
+    doc = nlp(DATA[0][0])
+    nlp.to_disk(tmp_path / "nlp")
+    assert spacy.load(tmp_path / "nlp")(DATA[0][0]).cats == pytest.approx(doc.cats, abs=1e-6)
+
+
+def test_a_doc_retokenized_after_elmo_gets_layers_for_its_new_tokens(model_dir):
+    """merge_entities & co. between elmo and a listening component: the kept layers (and a training
+    batch's) describe the old tokens, so the listener reads the doc again instead."""
+    nlp = build_nlp(model_dir)
+    nlp.initialize(lambda: examples(nlp))
+    elmo = nlp.get_pipe("elmo")
+    (ner_listener,) = [node for node in nlp.get_pipe("ner").model.walk() if node.name == "elmo_listener"]
+    doc = elmo(nlp.make_doc("Alice met Bob in New York ."))
+    old = elmo.layers_for([nlp.make_doc(doc.text)])[0]
+    with doc.retokenize() as retokenizer:
+        retokenizer.merge(doc[4:6])
+    fresh = elmo.predict([nlp.make_doc("Alice met Bob in New York .")])  # same text: old tokens
+    assert old.shape[1] == 7 and len(doc) == 6
+    (layers,) = elmo.layers_for([doc])
+    assert layers.shape[1] == len(doc) and len(elmo._pending) == 0
+    np.testing.assert_allclose(layers, elmo.predict([doc])[0], atol=1e-6)
+    # training: Elmo.update handed the listener the batch's layers before a component retokenized
+    train_doc = nlp.make_doc("Alice met Bob in New York .")
+    ner_listener.receive([train_doc], fresh, None)
+    with train_doc.retokenize() as retokenizer:
+        retokenizer.merge(train_doc[0:2])
+    (layers,), _ = ner_listener.begin_update([train_doc])
+    assert layers.shape[1] == len(train_doc) == 6
+
+
 def test_a_listener_refuses_an_elmo_model_of_another_width(model_dir, tmp_path, make_bilm, tiny_options):
     nlp = build_nlp(model_dir)
     nlp.initialize(lambda: examples(nlp))

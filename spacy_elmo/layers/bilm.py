@@ -89,7 +89,22 @@ def ElmoBiLM(
             "context": context,
             "threads": int(threads),
             "token_cache": int(token_cache),
+            # spaCy's nlp.replace_listeners calls this before it changes anything: refuse there.
+            "replace_listener_cfg": _refuse_replace_listeners,
         },
+    )
+
+
+def _refuse_replace_listeners(elmo_model_cfg, tok2vec_cfg) -> None:
+    """nlp.replace_listeners would put a copy of this model, without its weights, where the
+    listener was, and the `elmo` component's `model` setting (a path) into the downstream config:
+    a pipeline that works until it is saved and then no longer loads."""
+    raise ValueError(
+        "spacy-elmo does not support nlp.replace_listeners (nor replace_listeners in a config's "
+        "[components.X] source block): the biLM's weights belong to the 'elmo' component, not to the "
+        "components that listen to it. Keep the 'elmo' component in the pipeline (when you source "
+        "a listening component, source the 'elmo' component with it). Each listening component "
+        "already owns its scalar mix; the biLM stays frozen unless a listener sets grad_factor != 0."
     )
 
 

@@ -95,10 +95,13 @@ class ElmoListener(Model):
     def upstream(self) -> Any:
         component = self._upstream()
         if component is None:
+            named = "" if self.upstream_name == "*" else (
+                f" It listens to the one named '{self.upstream_name}' (its upstream setting; '*' = any)."
+            )
             raise ValueError(
                 f"ElmoListener (upstream '{self.upstream_name}') has no ELMo output for these docs and is "
                 f"not linked to an 'elmo' component: add one before the component that uses this "
-                f"listener, e.g. nlp.add_pipe('elmo', first=True)"
+                f"listener, e.g. nlp.add_pipe('elmo', first=True).{named}"
             )
         return component
 
@@ -109,7 +112,8 @@ def _forward(model: ElmoListener, docs: list[Doc], is_train: bool) -> tuple[Elmo
     from_batch: list[bool] = []
     for doc in docs:
         hit = received.get(id(doc))
-        ok = hit is not None and hit[0] is doc
+        # hit[1]: this doc's layers as the batch was read; a doc retokenized since has other tokens
+        ok = hit is not None and hit[0] is doc and hit[1].shape[1] == len(doc)
         layers.append(hit[1] if ok else None)
         from_batch.append(ok)
     missing = [i for i, x in enumerate(layers) if x is None]

@@ -39,6 +39,8 @@ def ElmoScalarMix(
         [training] dropout (which overwrites every "dropout_rate") does not replace it.
     grad_to_input: also compute the gradient for the layers (only needed to fine-tune the biLM).
     """
+    if not 0.0 <= dropout < 1.0:  # thinc's mask would zero every vector at >= 1 and do nothing below 0
+        raise ValueError(f"ELMo listener: dropout must be in [0, 1), got {dropout}")
     return Model(
         "elmo_scalar_mix",
         _forward,
