@@ -18,7 +18,9 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 from spacy.attrs import ORTH, SENT_START
+from spacy.language import Language
 from spacy.tokens import Doc
+from spacy.util import registry
 from thinc.types import Floats3d
 
 MB = 2**20
@@ -72,3 +74,21 @@ class LayerCache:
         self._store[key] = x
         self.nbytes += x.nbytes
         return x
+
+
+@registry.misc("spacy-elmo.saved_without_layer_cache.v1")
+def saved_without_layer_cache_v1() -> Callable[[Language], Language]:
+    """A `[training.before_to_disk]` callback (`spacy_misc` entry point): the pipelines that
+    `spacy train` saves (model-last, model-best) get `cache_mb = 0` for every `elmo` component in
+    their config, so a service that loads them does not keep the layers of every doc it reads (up
+    to the training's cache_mb, in each process). The training itself keeps its cache: only the
+    config that is written changes.
+    """
+
+    def before_to_disk(nlp: Language) -> Language:
+        for name in nlp.component_names:
+            if nlp.get_pipe_meta(name).factory == "elmo":
+                nlp.get_pipe_config(name)["cache_mb"] = 0
+        return nlp
+
+    return before_to_disk

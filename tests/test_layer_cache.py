@@ -9,7 +9,7 @@ from spacy.training import Example
 from thinc.api import fix_random_seed
 
 from spacy_elmo.bilm import save_model_dir
-from spacy_elmo.cache import LayerCache, doc_key
+from spacy_elmo.cache import LayerCache, doc_key, saved_without_layer_cache_v1
 
 from elmo_pipelines import elmo_nlp, listener, ner_model
 
@@ -146,3 +146,18 @@ def test_a_full_cache_keeps_what_it_has_and_stays_within_budget():
     off = LayerCache(0)
     off.layers(docs, compute)
     assert not off.enabled and len(off) == 0
+
+
+def test_pipelines_saved_by_training_serve_without_the_cache(model_dir, tmp_path):
+    """configs/*_elmo.cfg's [training.before_to_disk]: the saved config says cache_mb = 0, the
+    running training keeps its cache."""
+    nlp = elmo_ner_nlp(model_dir, cache_mb=64)
+    nlp.initialize(lambda: examples(nlp))
+    before_to_disk = spacy.util.registry.misc.get("spacy-elmo.saved_without_layer_cache.v1")()
+    assert before_to_disk(nlp) is nlp
+    nlp.to_disk(tmp_path / "nlp")
+    assert nlp.get_pipe("elmo").cache.max_bytes == 64 * 2**20  # the training's cache is untouched
+    loaded = spacy.load(tmp_path / "nlp")
+    assert loaded.config["components"]["elmo"]["cache_mb"] == 0
+    assert loaded.get_pipe("elmo").cache.max_bytes == 0
+    assert saved_without_layer_cache_v1 is spacy.util.registry.misc.get("spacy-elmo.saved_without_layer_cache.v1")

@@ -337,6 +337,8 @@ def test_spacy_train_learns_the_mix_and_leaves_the_bilm_alone(model_dir, corpus,
         assert names and all(np.array_equal(original[n][...], trained[n][...]) for n in names)
     doc = nlp(DATA[0][0])
     assert doc._.elmo.shape == (len(doc), 16)
+    # the training cached layers (cache_mb > 0 in the config); the saved pipeline serves without
+    assert nlp.config["components"]["elmo"]["cache_mb"] == 0 and nlp.get_pipe("elmo").cache.max_bytes == 0
 
 
 @pytest.mark.slow
