@@ -237,3 +237,78 @@ def test_a_run_that_fails_its_checks_leaves_no_new_folder_or_files(tmp_path, cor
         assert files_under(run) == before, extra
     train(config, run, resume=True, training__max_steps=3)  # and it resumes
     assert load_checkpoint(run / "checkpoints" / "last.pt")["step"] == 3
+
+
+def test_a_held_out_set_without_text_fails_before_training(tmp_path, corpus):
+    config = write_config(tmp_path, corpus)
+    (tmp_path / "dev.txt").write_bytes(b"\n\x00\x01\x02\x03\x04\n  \n")
+    new = tmp_path / "new"
+    one_line_failure(cli_pretrain(config, new, "--paths.dev", str(tmp_path / "dev.txt")),
+                     "no usable text in the held-out set", "dev.txt")
+    assert not new.exists()  # not after the training, with its steps spent
+
+
+def test_an_output_folder_inside_the_corpus_folder_resumes(tmp_path, corpus):
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    (folder / "train.txt").write_bytes(corpus.read_bytes())
+    config, out = write_config(tmp_path, folder), folder / "runs" / "run1"
+    train(config, out, training__max_steps=2)
+    # Its checkpoint, model and metrics are not corpus files: not "the corpus changed".
+    train(config, out, resume=True, training__max_steps=3)
+    assert load_checkpoint(out / "checkpoints" / "last.pt")["corpus"] == [[str(folder / "train.txt"), corpus.stat().st_size]]
+
+
+def test_a_resume_past_the_step_limit_says_nothing_is_left_to_train(tmp_path, corpus, capsys):
+    config, out = write_config(tmp_path, corpus), tmp_path / "out"
+    train(config, out, training__max_steps=3)
+    capsys.readouterr()
+    train(config, out, resume=True, training__max_steps=2)
+    assert "Nothing to train: the run is at step 3, its step limit is 2" in capsys.readouterr().out
+
+
+def test_ctrl_c_says_how_to_continue(tmp_path, corpus, monkeypatch):
+    import spacy_elmo.pretrain as pretrain_module
+
+    def interrupted(config, output, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pretrain_module, "pretrain", interrupted)
+    config, out = write_config(tmp_path, corpus), tmp_path / "out"
+    result = cli_pretrain(config, out)
+    assert result.exit_code == 130 and "Interrupted before the first checkpoint" in printed(result), result.output
+    (out / "checkpoints").mkdir(parents=True)
+    (out / "checkpoints" / "last.pt").write_bytes(b"x")
+    result = cli_pretrain(config, out)
+    assert result.exit_code == 130, result.output
+    assert "--resume" in printed(result) and str(out / "checkpoints" / "last.pt") in printed(result)
+
+
+def test_a_process_that_lost_the_others_of_a_torchrun_launch_says_so_in_one_line(tmp_path, corpus, monkeypatch):
+    import spacy_elmo.pretrain as pretrain_module
+
+    error = RuntimeError("[../gloo/transport/tcp/pair.cc:553] Connection closed by peer [127.0.0.1]:6555. This is "
+                         "typically caused by a remote worker crashing.")
+
+    def lost(config, output, **kwargs):
+        raise error
+
+    monkeypatch.setattr(pretrain_module, "pretrain", lost)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    config = write_config(tmp_path, corpus)
+    one_line_failure(cli_pretrain(config, tmp_path / "out"), "process 1 of 2", "another process", "Connection closed by peer")
+    # Any other RuntimeError, or one process alone, keeps its traceback: a bug to report.
+    error = RuntimeError("something else")
+    assert isinstance(cli_pretrain(config, tmp_path / "out").exception, RuntimeError)
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    error = RuntimeError("Connection closed by peer")
+    assert isinstance(cli_pretrain(config, tmp_path / "out").exception, RuntimeError)
+
+
+def test_the_help_keeps_its_table_of_main_keys():
+    output = runner.invoke(app, ["pretrain", "--help"]).output
+    lines = [line.strip() for line in output.splitlines()]
+    # one key per line, not run together into a paragraph
+    assert any(line.startswith("--paths.dev PATH") for line in lines), output
+    assert any(line.startswith("--corpus.tokenizer T") for line in lines), output

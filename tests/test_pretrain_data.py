@@ -114,6 +114,30 @@ def test_dirty_lines_are_counted_not_fatal(tmp_path):
     assert lines[-1] == [["good", "line", "two"]]
 
 
+def test_a_byte_order_mark_is_not_part_of_the_first_word(tmp_path):
+    # Files saved by Windows editors start with a UTF-8 BOM; files put together carry one per part.
+    (tmp_path / "a.txt").write_bytes("\ufeffThe cat\r\nsat .\r\n".encode("utf-8") + "\ufeffA dog\n".encode("utf-8"))
+    (tmp_path / "b.txt.gz").write_bytes(gzip.compress("\ufeffIt ran\n".encode("utf-8")))
+    stream = TextStream(find_corpus_files(tmp_path), str.split, repeat=False)
+    lines = []
+    while (line := stream.next_line()) is not None:
+        lines.append(line[0])
+    assert lines == [["The", "cat"], ["sat", "."], ["A", "dog"], ["It", "ran"]]
+    assert stream.stats.bad_lines == 0
+
+
+def test_the_output_folder_inside_the_corpus_folder_is_not_read_as_corpus(tmp_path):
+    (tmp_path / "a.txt").write_text("one line\n")
+    out = tmp_path / "runs" / "run1"
+    out.mkdir(parents=True)
+    (out / "metrics.jsonl").write_text("{}\n")
+    (tmp_path / "runs" / "notes.txt").write_text("text beside the run\n")
+    assert [f.name for f in find_corpus_files(tmp_path)] == ["a.txt", "notes.txt", "metrics.jsonl"]
+    assert [f.name for f in find_corpus_files(tmp_path, exclude=out)] == ["a.txt", "notes.txt"]
+    assert [f.name for f in find_corpus_files(tmp_path / "a.txt", exclude=out)] == ["a.txt"]
+    assert len(find_corpus_files(tmp_path, exclude=tmp_path.parent / "elsewhere")) == 3
+
+
 def test_stream_shards_lines_across_processes(tmp_path):
     path = tmp_path / "c.txt"
     path.write_text("".join(f"w{i}\n\n" for i in range(10)))  # blank lines do not unbalance shards
@@ -158,6 +182,10 @@ def test_vocab_follows_bilm_tf_convention(tmp_path):
     (tmp_path / "bad.txt").write_text("the\ncat\n")
     with pytest.raises(VocabError, match="must start with"):
         Vocab.from_file(tmp_path / "bad.txt")
+    (tmp_path / "binary.txt").write_bytes(bytes(range(11, 256)) * 200)  # a binary file: "lines" of kilobytes
+    with pytest.raises(VocabError, match="must start with") as error:
+        Vocab.from_file(tmp_path / "binary.txt")
+    assert len(str(error.value)) < 400  # the start of each line, not all of it
 
 
 # ---- windows for truncated BPTT -----------------------------------------------------------------

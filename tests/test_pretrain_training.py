@@ -436,6 +436,27 @@ def test_two_gloo_processes_end_with_identical_weights(tmp_path, corpus):
         assert torch.allclose(value, ranks[0]["params"][f"bilm.{name}"], atol=1e-6), name
 
 
+def _ddp_resume_worker(rank: int, world_size: int, port: int, config_path: str, folder: str) -> None:
+    """In one process group: 6 steps straight, and 3 steps then a --resume to 6."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank))
+    info = init_distributed("cpu")
+    try:
+        for name, steps, resume in (("reference", 6, False), ("cut", 3, False), ("cut", 6, True)):
+            config = load_config(config_path, {"training.max_steps": steps, "training.checkpoint_every": 2})
+            settings = PretrainSettings.from_config(config)
+            Trainer(settings, config, Path(folder) / name, info, resume=resume, progress=False).train()
+    finally:
+        shutdown(info)
+
+
+def test_two_gloo_processes_resume_exactly(tmp_path, corpus):
+    run_processes(_ddp_resume_worker, 2, str(write_config(tmp_path, corpus)), str(tmp_path), timeout=150)
+    resumed, reference = assert_same_run(tmp_path / "cut", tmp_path / "reference", steps=6)
+    assert resumed["world_size"] == 2
+    assert [r["data"] for r in resumed["ranks"]] == [r["data"] for r in reference["ranks"]]  # each process's position
+
+
 # ---- dirty and missing corpora -------------------------------------------------------------------
 
 

@@ -15,6 +15,7 @@ HELP = """Train ELMo's forward and backward language models jointly on plain tex
 
 CONFIG_PATH is a training config in spaCy's config format (configs/pretrain_demo.cfg, pretrain_small.cfg, pretrain_original.cfg); keys it leaves out take the defaults in spacy_elmo/pretrain/config.py. Any key can be overridden on the command line as with `spacy train`: --section.key value. The main ones:
 
+\b
   --paths.train PATH          training text: file or folder, gzip ok (required)
   --paths.dev PATH            held-out text: perplexity during/after training
   --paths.vocab FILE          use this vocabulary (bilm-tf format)
@@ -48,7 +49,8 @@ def pretrain_cli(
     resume: bool = typer.Option(
         False, "--resume",
         help="Continue from OUTPUT/checkpoints/last.pt: same data order, optimizer state, step count and RNG "
-             "states. Only max_steps/max_epochs/max_minutes, logging, evaluation and device settings may change.",
+             "states. Only max_steps/max_epochs/max_minutes, logging, evaluation and device settings, and the "
+             "learning rate and its decay (training.learning_rate, lr_decay_*), may change.",
     ),
     leg: bool = typer.Option(
         False, "--leg",
@@ -89,5 +91,40 @@ def pretrain_cli(
         msg.fail(str(err), exits=1)
     except OSError as err:  # e.g. a full disk while writing metrics or the model directory
         msg.fail(f"{output}: {err}. The last checkpoint is intact: fix the cause and run again with --resume", exits=1)
+    except KeyboardInterrupt:  # Ctrl-C: say what is kept, rather than end without a word
+        msg.warn(_interrupted(output))
+        raise typer.Exit(130) from None
+    except RuntimeError as err:
+        lost = _lost_other_process(err)
+        if lost is None:
+            raise
+        msg.fail(lost, exits=1)
     if os.environ.get("RANK", "0") == "0":  # under torchrun, one message, not one per process
         msg.good(f"Model directory: {model_dir}")
+
+
+def _interrupted(output: Path) -> str:
+    from ..pretrain.checkpoint import CHECKPOINT_NAME
+
+    checkpoint = output / "checkpoints" / CHECKPOINT_NAME
+    if checkpoint.is_file():
+        return (f"Interrupted. {checkpoint} holds the last checkpoint (every training.checkpoint_every steps): "
+                "run the same command with --resume to continue from it")
+    return "Interrupted before the first checkpoint: run the same command again to start over"
+
+
+# What a process of a torchrun launch sees when another one ended (its own error is printed by it).
+_PEER_LOST = ("Connection closed by peer", "Connection reset by peer", "remote worker", "Broken pipe")
+
+
+def _lost_other_process(err: RuntimeError) -> Optional[str]:
+    """One line for a process that lost the others of a several-process run, instead of torch's
+    traceback; None for any other error (a bug: its traceback is wanted)."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    text = str(err)
+    if world_size < 2 or not any(phrase in text for phrase in _PEER_LOST):
+        return None
+    rank = os.environ.get("RANK", "?")
+    first = text.strip().splitlines()[0] if text.strip() else type(err).__name__
+    return (f"process {rank} of {world_size}: another process of the run ended ({first}); "
+            "its own error is printed above. Fix it and run again (--resume continues from the last checkpoint)")

@@ -8,7 +8,8 @@ Real corpora are dirty. A line that is not valid UTF-8 is decoded with U+FFFD re
 counted; a line that is mostly control or undecodable characters (binary garbage) is skipped and
 counted; a line longer than `max_line_bytes` is cut at a space (so one can never exhaust memory)
 and a line of more than `max_line_tokens` tokens is split into pieces; every such event is counted
-in `CorpusStats`, which training reports.
+in `CorpusStats`, which training reports. A byte-order mark starting a line (a file saved with one)
+is dropped, not read as part of the first word.
 """
 
 from __future__ import annotations
@@ -75,8 +76,9 @@ class CorpusStats:
         )
 
 
-def find_corpus_files(path: str | Path) -> list[Path]:
-    """A text file, or every file under a folder (sorted; hidden files skipped)."""
+def find_corpus_files(path: str | Path, exclude: str | Path | None = None) -> list[Path]:
+    """A text file, or every file under a folder (sorted; hidden files skipped, and those under
+    `exclude`: the run's own output folder, when it lies inside the corpus folder)."""
     path = Path(path)
     if not path.exists():
         raise CorpusError(f"{path}: corpus not found (expected a text file or a folder of text files)")
@@ -85,15 +87,26 @@ def find_corpus_files(path: str | Path) -> list[Path]:
     elif not path.is_dir():
         raise CorpusError(f"{path}: {special_file_kind(path)}, not a text file or a folder of text files")
     else:
+        skip = _relative_inside(Path(exclude), path) if exclude is not None else None
         files = sorted(
             p for p in path.rglob("*")
             if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)
+            and not (skip is not None and p.relative_to(path).parts[: len(skip)] == skip)
         )
         if not files:
             raise CorpusError(f"{path}: the corpus folder holds no files")
     if all(f.stat().st_size == 0 for f in files):
         raise CorpusError(f"{path}: the corpus is empty ({len(files)} file(s) of 0 bytes)")
     return files
+
+
+def _relative_inside(inner: Path, folder: Path) -> tuple[str, ...] | None:
+    """`inner`'s path parts below `folder`, or None when it is not inside it."""
+    try:
+        parts = inner.resolve().relative_to(folder.resolve()).parts
+    except (OSError, ValueError):
+        return None
+    return parts or None
 
 
 def special_file_kind(path: Path) -> str:
@@ -233,6 +246,8 @@ def decode_line(raw: bytes, stats: CorpusStats, max_binary_fraction: float) -> s
         text, replaced = raw.decode("utf-8"), False
     except UnicodeDecodeError:
         text, replaced = raw.decode("utf-8", errors="replace"), True
+    if text.startswith("\ufeff"):  # a byte-order mark (a file's, or one of several files put together)
+        text = text[1:]
     n_bad = len(_NOT_TEXT.findall(text))
     if n_bad and n_bad > max_binary_fraction * len(text):
         stats.binary += 1

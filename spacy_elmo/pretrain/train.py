@@ -151,9 +151,12 @@ class Trainer:
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
             torch.use_deterministic_algorithms(True)
         self.device = info.device
-        self.files = find_corpus_files(s.paths.train)
-        self.dev_files = find_corpus_files(s.paths.dev) if s.paths.dev else None
+        # The output folder may lie inside the corpus folder: its checkpoints and models are not text.
+        self.files = find_corpus_files(s.paths.train, exclude=output)
+        self.dev_files = find_corpus_files(s.paths.dev, exclude=output) if s.paths.dev else None
         self.tokenizer = make_tokenizer(s.corpus.tokenizer)
+        if self.dev_files is not None:
+            self._check_dev_text()
         self.ckpt_path = output / "checkpoints" / CHECKPOINT_NAME
 
         self.leg_path = output / LEG_STATE_NAME
@@ -259,6 +262,19 @@ class Trainer:
             )
         if checkpoint["corpus"] != corpus_fingerprint(self.files):
             raise CheckpointError("the training corpus changed since the checkpoint (file names or sizes differ)")
+
+    def _check_dev_text(self) -> None:
+        """A held-out set without one usable line fails now, not at the first evaluation after hours
+        of training (reads up to its first usable line)."""
+        s = self.settings
+        stream = TextStream(self.dev_files, self.tokenizer, s.corpus, repeat=False)
+        try:
+            if stream.next_line() is None:
+                raise CorpusError(
+                    f"{s.paths.dev}: no usable text in the held-out set (paths.dev): {stream.stats.summary()}"
+                )
+        finally:
+            stream.close()
 
     def _prepare_vocab(self, init) -> None:
         s, out = self.settings, self.output
@@ -499,6 +515,9 @@ class Trainer:
         run_elapsed = 0.0  # max_minutes counts this run only: each leg gets its own budget
         last_train = self.last_train
         total = None if self.max_steps == UNLIMITED_STEPS else self.max_steps
+        if self.step >= self.max_steps:
+            log(info, f"Nothing to train: the run is at step {self.step:,}, its step limit is {self.max_steps:,}; "
+                      f"writing the model of step {self.step:,} again")
         bar = tqdm(total=total, initial=self.step, unit="step", disable=not self.progress, dynamic_ncols=True)
         while self.step < self.max_steps:
             batch = self.batcher.next_batch()

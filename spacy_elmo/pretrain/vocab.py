@@ -37,7 +37,8 @@ class Vocab:
     def __init__(self, tokens: Sequence[str]):
         tokens = list(tokens)
         if tuple(tokens[:3]) != SPECIAL_TOKENS:
-            raise VocabError(f"a vocabulary must start with {', '.join(SPECIAL_TOKENS)}; got {tokens[:3]}")
+            got = [t if len(t) <= 40 else t[:40] + "..." for t in tokens[:3]]  # a binary file's "lines" are long
+            raise VocabError(f"a vocabulary must start with {', '.join(SPECIAL_TOKENS)}; got {got}")
         self.tokens = tokens
         self.index = {t: i for i, t in enumerate(tokens)}
         if len(self.index) != len(tokens):
