@@ -5,8 +5,9 @@ its ETag), and applies faults queued per path to the next GET of that path:
     "cut:N"        send the full Content-Length but only N bytes of body, then drop the connection
     "ignore-range" answer 200 with the whole file even when a Range was asked for
     "html"         answer 200 with an HTML error page (Content-Type text/html)
-    "500"          answer HTTP 500
+    "500", "403"…  answer with that HTTP status (any number)
     "hold"         send half the body, then wait until `release` is set (another client can act meanwhile)
+    "no-length"    send no Content-Length: the body ends when the connection closes
 A missing path answers 404. `throttle` (seconds per 4 KiB) slows every body down. Every GET is
 logged as (path, Range header or None).
 """
@@ -65,8 +66,8 @@ def _handler(server: FileServer):
             queue = server.faults.get(self.path) or []
             fault = queue.pop(0) if queue else ""
             data = server.files.get(self.path)
-            if fault == "500":
-                return self._plain(500, b"internal error")
+            if fault.isdigit():
+                return self._plain(int(fault), b"an error")
             if fault == "html":
                 return self._plain(200, b"<!DOCTYPE html><html><body>Access denied</body></html>", "text/html; charset=utf-8")
             if data is None:
@@ -78,7 +79,10 @@ def _handler(server: FileServer):
             body = data[start:]
             self.send_response(206 if start else 200)
             self.send_header("Content-Type", "application/octet-stream")
-            self.send_header("Content-Length", str(len(body)))
+            if fault == "no-length":
+                self.close_connection = True
+            else:
+                self.send_header("Content-Length", str(len(body)))
             self.send_header("ETag", etag)
             self.send_header("Accept-Ranges", "bytes")
             if start:

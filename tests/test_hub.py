@@ -28,7 +28,9 @@ from spacy_elmo.bilm import batch_to_ids, load_bilm, save_model_dir
 from spacy_elmo.bilm.options import medium_options, original_options, small_options
 from spacy_elmo.cli import app
 from spacy_elmo.hub import fetch as fetch_module
+from spacy_elmo.cli import hub as cli_hub
 from spacy_elmo.hub import home as home_module
+from spacy_elmo.hub import install as install_module
 from spacy_elmo.hub.install import count_parameters
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -130,6 +132,28 @@ def test_names_and_paths_are_told_apart(local):
         hub.resolve_model_name("allennlp:smal")
 
 
+def test_names_with_spaces_other_case_or_a_typo(local, monkeypatch):
+    local.publish()
+    directory = local.download(" test:tiny\n")
+    assert hub.resolve_model_name("test:tiny ") == directory  # spaces around a name (a config value)
+    assert load_bilm(" test:tiny").options == local.make_bilm().options
+    for typo, meant in (
+        ("Test:tiny", "test:tiny"), ("test:TINY", "test:tiny"), ("tset:tiny", "test:tiny"), ("test:tin", "test:tiny"),
+        ("allennlp:Original", "allennlp:original"), ("allennlp:5.5b", "allennlp:original-5.5b"),
+        ("efml:DE", "efml:de"), ("efml:german", "efml:de"), ("allennlp:japanese", "allennlp:ja"),
+    ):
+        with pytest.raises(hub.UnknownModelError, match=f"unknown model name '{typo}'. Did you mean {meant}[ ?]"):
+            hub.resolve_model_name(typo)
+    with pytest.raises(hub.UnknownModelError, match="Known test names: test:tiny"):
+        hub.resolve_model_name("test:")
+    assert hub.resolve_model_name("nofamily:small") is None  # nothing like a name: a path
+    monkeypatch.chdir(local.tmp)
+    (local.tmp / "Test:tiny").mkdir()
+    assert hub.resolve_model_name("Test:tiny") is None  # a folder that is there is a path
+    result = runner.invoke(app, ["download", "allennlp:smal"])
+    assert result.exit_code == 1 and "Did you mean allennlp:small?" in printed(result)
+
+
 def test_unknown_name_in_the_cli_lists_the_names(local):
     result = runner.invoke(app, ["download", "allennlp:huge", "--cache-dir", str(local.cache)])
     assert result.exit_code == 1
@@ -187,10 +211,16 @@ def test_dead_url_and_404_and_server_error(local):
     with pytest.raises(hub.DownloadError, match="htps://127.0.0.1/options.json: No connection adapters"):
         local.download("test:typo")
     local.publish("test:broken")
-    local.server.faults["/broken/options.json"] = ["500"]
-    with pytest.raises(hub.DownloadError, match="HTTP 500"):
+    local.server.faults["/broken/options.json"] = ["500"] * 4
+    with pytest.raises(hub.DownloadError, match="after 4 tries \\(the server answered HTTP 500.*Try again later"):
+        local.download("test:broken")
+    local.server.faults["/broken/weights.hdf5"] = ["403"]
+    with pytest.raises(hub.DownloadError, match="HTTP 403 Forbidden. The file may have moved"):
         local.download("test:broken")
     assert not local.anything_installed()
+    local.server.faults["/broken/weights.hdf5"] = ["503"]  # a passing server error is retried
+    local.download("test:broken")
+    assert len(local.server.gets("broken/weights.hdf5")) == 3
 
 
 def test_a_cut_connection_resumes_with_a_range_request(local):
@@ -205,7 +235,7 @@ def test_a_cut_connection_resumes_with_a_range_request(local):
 def test_an_interrupted_download_resumes_in_the_next_run(local):
     _, weights = local.publish()
     local.server.faults["/tiny/weights.hdf5"] = ["cut:5000"]
-    with pytest.raises(hub.DownloadError, match="resumes from the 5,000 bytes"):
+    with pytest.raises(hub.DownloadError, match="after 1 try \\(the connection was cut after 5,000 of [\\d,]+ bytes\\).*resumes from the 5,000 bytes"):
         local.download(retries=0)
     assert not local.installed().exists()  # nothing half-written is used
     with pytest.raises(hub.ModelNotDownloadedError):
@@ -213,6 +243,62 @@ def test_an_interrupted_download_resumes_in_the_next_run(local):
     local.download()
     assert local.server.gets("tiny/weights.hdf5")[-1] == "bytes=5000-"
     assert (local.installed() / "weights.hdf5").read_bytes() == weights
+
+
+def test_a_server_that_stops_sending_times_out_with_a_plain_message(local):
+    local.publish()
+    local.server.faults["/tiny/weights.hdf5"] = ["hold"]  # half the file, then nothing
+    with pytest.raises(hub.DownloadError, match=r"the server sent nothing for 0.5 s, after [\d,]+ bytes\)\. Check the connection"):
+        local.download(retries=0, timeout=0.5)
+    local.server.release.set()
+    assert local.download().is_dir()
+
+
+def test_a_file_larger_than_allowed_is_refused_before_a_byte_is_written(local):
+    local.server.files["/big.hdf5"] = b"x" * 5000
+    with pytest.raises(hub.VerificationError, match="announces 5,000 bytes, more than the 1,000 allowed"):
+        fetch_module.fetch(local.server.url("big.hdf5"), local.tmp / "big.hdf5", max_size=1000, progress=False)
+    assert not list(local.tmp.glob("big.hdf5*"))
+    # Announced by nobody (no Content-Length): stopped at the cap, and the part is not kept.
+    local.server.faults["/big.hdf5"] = ["no-length"]
+    with pytest.raises(hub.VerificationError, match="sent more than the 1,000 bytes expected"):
+        fetch_module.fetch(local.server.url("big.hdf5"), local.tmp / "big.hdf5", max_size=1000, progress=False)
+    assert not list(local.tmp.glob("big.hdf5*"))
+
+
+def test_a_run_stopped_after_the_download_uses_the_downloaded_files(local, monkeypatch):
+    _, weights = local.publish()
+
+    def stop(*args, **kwargs):  # Ctrl-C while the downloaded files are checked
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(install_module, "check_bilm_files", stop)
+        with pytest.raises(KeyboardInterrupt):
+            local.download()
+    assert (local.download() / "weights.hdf5").read_bytes() == weights
+    assert len(local.server.gets("tiny/weights.hdf5")) == len(local.server.gets("tiny/options.json")) == 1
+    # A downloaded file that changed before the next run is fetched again, not used.
+    shutil.rmtree(local.installed())
+    with monkeypatch.context() as patch:
+        patch.setattr(install_module, "check_bilm_files", stop)
+        with pytest.raises(KeyboardInterrupt):
+            local.download()
+    downloaded = local.cache / "downloads" / "test" / "tiny" / "weights.hdf5"
+    downloaded.write_bytes(b"\0" * len(weights))
+    assert (local.download() / "weights.hdf5").read_bytes() == weights
+    assert len(local.server.gets("tiny/weights.hdf5")) == 3
+
+
+def test_ctrl_c_in_the_download_command_says_what_is_kept(local, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli_hub, "download_model", interrupted)
+    result = runner.invoke(app, ["download", "allennlp:small"])
+    assert result.exit_code == 130
+    assert "Interrupted" in printed(result) and "run the same command again to resume" in printed(result)
+    assert "Traceback" not in result.output
 
 
 def test_a_server_that_ignores_the_range_starts_over(local):
@@ -301,6 +387,25 @@ def test_a_full_disk_is_a_clear_error_and_the_download_resumes_later(local, monk
     assert local.server.gets("tiny/weights.hdf5")[-1] == f"bytes={written[0]}-"
 
 
+def test_a_damaged_cached_model_is_not_used_and_download_replaces_it(local):
+    _, weights = local.publish()
+    directory = local.download()
+    meta = json.loads((directory / "meta.json").read_text())
+    assert meta["model_files"] == {"options.json": (directory / "options.json").stat().st_size, "weights.hdf5": len(weights)}
+    with open(directory / "weights.hdf5", "r+b") as f:  # cut short after the download (a copy that stopped half-way)
+        f.truncate(1000)
+    with pytest.raises(hub.ModelNotDownloadedError, match=rf"the copy in the cache is damaged .*weights.hdf5 has 1,000 bytes, {len(weights):,} when it was installed.*spacy-elmo download test:tiny"):
+        load_bilm("test:tiny")
+    listing = {m["name"]: m for m in json.loads(runner.invoke(app, ["models", "--json"]).output)["models"]}
+    assert listing["test:tiny"]["cached"] is None and "1,000 bytes" in listing["test:tiny"]["damaged"]
+    assert local.download() == directory  # downloads it again, in place
+    assert (directory / "weights.hdf5").read_bytes() == weights
+    assert len(local.server.gets("tiny/weights.hdf5")) == 2
+    (directory / "options.json").unlink()
+    with pytest.raises(hub.ModelNotDownloadedError, match="damaged .*options.json is missing"):
+        hub.resolve_model_name("test:tiny")
+
+
 def test_a_read_only_cache(local, monkeypatch):
     local.publish()
     local.publish("test:other", seed=1)
@@ -368,6 +473,8 @@ def test_cli_download_then_models_then_embed(local, tmp_path):
     models = {m["name"]: m for m in json.loads(listing.output)["models"]}
     assert models["test:tiny"]["cached"] == str(local.installed())
     assert models["allennlp:original"]["cached"] is None
+    info = runner.invoke(app, ["info", "--model", "test:tiny"])
+    assert info.exit_code == 0 and "none (random weights)" in printed(info)  # the catalog's corpus
     text = tmp_path / "in.txt"
     text.write_text("The cat sat .\n")
     out = tmp_path / "out.hdf5"

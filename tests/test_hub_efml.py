@@ -264,7 +264,19 @@ def test_no_room_to_unpack_is_a_cache_error(local, efml_zip, monkeypatch):
     class Usage:  # room for the zip, not for unpacking it beside the zip
         free = len(efml_zip) + 1000
 
-    monkeypatch.setattr(fetch_module.shutil, "disk_usage", lambda path: Usage)
-    with pytest.raises(hub.CacheError, match="not enough free disk space"):
-        local.download("efml:fr")
+    with monkeypatch.context() as patch:
+        patch.setattr(fetch_module.shutil, "disk_usage", lambda path: Usage)
+        with pytest.raises(hub.CacheError, match="not enough free disk space"):
+            local.download("efml:fr")
     assert not local.efml_installed().exists()
+    # Room made: the zip already downloaded (and checked) is converted, not downloaded again.
+    directory = local.download("efml:fr")
+    assert len(local.server.gets(ZIP_PATH)) == 1
+    # Every file of the converted model is checked against its installed size: one missing is a
+    # damaged copy, which a download replaces.
+    meta = json.loads((directory / "meta.json").read_text())
+    assert set(meta["model_files"]) == {"chars.json", "options.json", "weights.hdf5", "words.json"}
+    (directory / "words.json").unlink()
+    with pytest.raises(hub.ModelNotDownloadedError, match="damaged .*words.json is missing"):
+        load_bilm("efml:fr")
+    assert local.download("efml:fr") == directory and (directory / "words.json").is_file()

@@ -10,7 +10,7 @@ from typing import Optional
 import typer
 from wasabi import msg
 
-from ..hub import HOME_ENV, HubError, cache_home, cached_model_dir, download_model, load_catalog
+from ..hub import HOME_ENV, HubError, cache_home, cache_problem, cached_model_dir, download_model, load_catalog
 from . import app
 
 CacheDirOpt = typer.Option(None, "--cache-dir", help=f"Model cache folder (default: ${HOME_ENV}, else the user cache folder).")
@@ -28,10 +28,17 @@ def download_cli(
     Afterwards the name works everywhere a model directory does: config {"model": NAME},
     `spacy-elmo embed --model NAME`, `load_bilm(NAME)`.
     """
+    name = name.strip()
     try:
         directory = download_model(name, cache_dir, force=force, progress=progress)
     except HubError as err:
         msg.fail(str(err), exits=1)
+    except KeyboardInterrupt:  # Ctrl-C: say what is kept, rather than end without a word
+        msg.warn(
+            f"Interrupted: what was downloaded of {name} is kept in {cache_home(cache_dir) / 'downloads'}; "
+            f"run the same command again to resume"
+        )
+        raise typer.Exit(130) from None
     msg.good(f"{name} is in {directory}")
     lang = _meta_lang(directory)
     print(
@@ -65,6 +72,7 @@ def models_cli(
     listing = []
     for name, entry in sorted(catalog.models.items()):
         found = cached_model_dir(entry, home)
+        damaged = None if found else cache_problem(entry, home)
         listing.append({
             "name": name,
             "title": entry.title,
@@ -74,6 +82,7 @@ def models_cli(
             "parameters": entry.parameters,
             "corpus": entry.corpus,
             "cached": str(found) if found else None,
+            "damaged": damaged,  # a copy in the cache that is not used: `spacy-elmo download NAME` replaces it
         })
     if as_json:
         print(json.dumps({"cache": str(home), "models": listing}, indent=2))
@@ -81,7 +90,7 @@ def models_cli(
     msg.divider("Published ELMo models")
     msg.table(
         [
-            (m["name"], m["language"], f"{m['parameters'] / 1e6:.1f}M" if m["parameters"] else "?", textwrap.shorten(m["title"], 44, placeholder=" ..."), "yes" if m["cached"] else "")
+            (m["name"], m["language"], f"{m['parameters'] / 1e6:.1f}M" if m["parameters"] else "?", textwrap.shorten(m["title"], 44, placeholder=" ..."), "yes" if m["cached"] else "damaged" if m["damaged"] else "")
             for m in listing
         ],
         header=("name", "lang", "params", "model", "cached"),

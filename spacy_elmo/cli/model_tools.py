@@ -83,6 +83,8 @@ def training_summary(meta: dict) -> list[tuple[str, str]]:
     corpus = meta.get("corpus_files") or meta.get("corpus")
     if isinstance(corpus, list) and corpus:
         rows.append(("trained on", ", ".join(map(str, corpus))))
+    elif isinstance(corpus, str) and corpus:  # a published model's (the catalog's description)
+        rows.append(("trained on", corpus))
     seen = [f"{meta[k]:,} {k}" for k in ("words", "steps") if isinstance(meta.get(k), int)]
     if isinstance(meta.get("epochs"), (int, float)):
         seen.append(f"{meta['epochs']:g} epoch{'' if meta['epochs'] == 1 else 's'}")

@@ -11,6 +11,7 @@ No spaCy import. The network code (requests) loads only when something is downlo
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from .catalog import Catalog, CatalogEntry, RemoteFile, load_catalog
@@ -23,7 +24,7 @@ from .errors import (
     UnknownModelError,
     VerificationError,
 )
-from .home import HOME_ENV, cache_home, cached_model_dir, model_dir
+from .home import HOME_ENV, cache_home, cache_problem, cached_model_dir, model_dir
 
 ALLOW_DOWNLOAD_ENV = "SPACY_ELMO_ALLOW_DOWNLOAD"
 
@@ -44,11 +45,12 @@ def resolve_model_name(
     SPACY_ELMO_ALLOW_DOWNLOAD=1 environment variable); otherwise ModelNotDownloadedError says what
     to run.
     """
-    text = str(model)
+    text = str(model).strip()  # spaces around a name in a config are not part of it
     if ":" not in text:
         return None
     catalog = load_catalog()
     if not catalog.is_name(text):
+        _check_not_misspelled(catalog, text, model)
         return None
     entry = catalog.get(text)
     home = cache_home(cache_dir)
@@ -58,8 +60,28 @@ def resolve_model_name(
     if allow_download is None:
         allow_download = os.environ.get(ALLOW_DOWNLOAD_ENV, "").lower() in ("1", "true", "yes")
     if not allow_download:
-        raise ModelNotDownloadedError(not_downloaded_message(entry, home))
+        problem = cache_problem(entry, home)
+        raise ModelNotDownloadedError(
+            damaged_message(entry, home, problem) if problem else not_downloaded_message(entry, home)
+        )
     return download_model(text, cache_dir)
+
+
+def _check_not_misspelled(catalog: Catalog, text: str, model: str | Path) -> None:
+    """A path that does not exist but is spelled almost like a name ("Allennlp:small", "allenlp:small",
+    "allennlp:") was meant as one: say which, rather than "not a model directory"."""
+    if not re.fullmatch(r"[A-Za-z][\w-]+:[\w.-]*", text) or Path(model).exists():
+        return
+    if catalog.close_names(text) or text.split(":", 1)[0].lower() in catalog.families:
+        raise UnknownModelError(catalog.unknown_message(text))
+
+
+def damaged_message(entry: CatalogEntry, home: Path, problem: str) -> str:
+    return (
+        f"{entry.name}: the copy in the cache is damaged ({model_dir(entry, home)}: {problem}). Run "
+        f"`spacy-elmo download {entry.name}` to download it again, or allow downloading on first use: "
+        f"allow_download = true in the elmo component's config, or {ALLOW_DOWNLOAD_ENV}=1"
+    )
 
 
 def not_downloaded_message(entry: CatalogEntry, home: Path) -> str:
@@ -75,5 +97,5 @@ def not_downloaded_message(entry: CatalogEntry, home: Path) -> str:
 __all__ = [
     "ALLOW_DOWNLOAD_ENV", "HOME_ENV", "CacheError", "Catalog", "CatalogEntry", "CatalogError", "DownloadError",
     "HubError", "ModelNotDownloadedError", "RemoteFile", "UnknownModelError", "VerificationError",
-    "cache_home", "cached_model_dir", "download_model", "load_catalog", "model_dir", "resolve_model_name",
+    "cache_home", "cache_problem", "cached_model_dir", "download_model", "load_catalog", "model_dir", "resolve_model_name",
 ]

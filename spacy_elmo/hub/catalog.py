@@ -12,6 +12,7 @@ ones.
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import re
@@ -77,15 +78,50 @@ class Catalog:
     sources: dict[str, str]
 
     def get(self, name: str) -> CatalogEntry:
-        entry = self.models.get(name)
+        entry = self.models.get(name.strip())  # spaces around a name (a config value, a shell quote) are not part of it
         if entry is None:
-            family = name.split(":", 1)[0] if self.is_name(name) else ""  # list that family's names only
-            known = sorted(n for n in self.models if n.startswith(f"{family}:" if family else ""))
-            raise UnknownModelError(
-                f"unknown model name '{name}'. Known {family + ' ' if family else ''}names: {', '.join(known)} "
-                f"(spacy-elmo models lists them)"
-            )
+            raise UnknownModelError(self.unknown_message(name))
         return entry
+
+    def unknown_message(self, name: str) -> str:
+        """One line: the closest names (other case, a typo, a language's English name), then the known names
+        of the family the name spells (all names when it spells none)."""
+        name = name.strip()
+        family = name.split(":", 1)[0].lower()
+        family = family if family in self.families else ""  # list that family's names only
+        known = sorted(n for n in self.models if n.startswith(f"{family}:" if family else ""))
+        close = self.close_names(name)
+        hint = f" Did you mean {' or '.join(close)}?" if close else ""
+        return (
+            f"unknown model name '{name}'.{hint} Known {family + ' ' if family else ''}names: {', '.join(known)} "
+            f"(spacy-elmo models lists them)"
+        )
+
+    def close_names(self, text: str) -> list[str]:
+        """Names `text` probably meant: the same name in other case, a near spelling of the family or
+        the variant, or a variant that is a word of a model's title ("efml:german" -> efml:de) or a
+        part of its name ("allennlp:5.5b" -> allennlp:original-5.5b)."""
+        text = text.strip().lower()
+        lowered = {name.lower(): name for name in self.models}
+        if text in lowered:
+            return [lowered[text]]
+        family, _, variant = text.partition(":")
+        if family not in self.families:
+            close = difflib.get_close_matches(family, list(self.families), n=1, cutoff=0.75)
+            if not close:
+                return []
+            family = close[0]
+            if f"{family}:{variant}" in lowered:
+                return [lowered[f"{family}:{variant}"]]
+        if not variant:
+            return []
+        variants = {name.split(":", 1)[1].lower(): name for name in self.models if name.startswith(family + ":")}
+        found = [
+            name for v, name in variants.items()
+            if variant in re.findall(r"[\w.]+", self.models[name].title.lower()) or (len(variant) >= 2 and variant in v.split("-"))
+        ]
+        found += [variants[v] for v in difflib.get_close_matches(variant, list(variants), n=3, cutoff=0.6) if variants[v] not in found]
+        return found[:3]
 
     def is_name(self, text: str) -> bool:
         """True when `text` is spelled like a name of a family this catalog knows."""

@@ -3,7 +3,9 @@
 The bytes go to `<dest>.part`, with the server's ETag and total size in `<dest>.part.json`. An
 interrupted download (a cut connection, a killed process) resumes from where the part ends with an
 HTTP Range request (If-Range: the same ETag, so a file changed on the server starts over). Only
-a complete file whose size and sha256 check out is renamed to `dest`.
+a complete file whose size and sha256 check out is renamed to `dest`, with its URL, size and sha256
+in `<dest>.done.json`: a run stopped after that (while the files were checked or converted) uses
+`dest` again next time, after hashing it, instead of downloading it again.
 """
 
 from __future__ import annotations
@@ -53,9 +55,14 @@ class _Interrupted(Exception):
     """The connection ended before the whole file came: try again from where the part ends (or,
     with restart, from the beginning: the server cannot continue this part)."""
 
-    def __init__(self, message: str, restart: bool = False) -> None:
+    def __init__(self, message: str, restart: bool = False, server_error: bool = False) -> None:
         super().__init__(message)
         self.restart = restart
+        self.server_error = server_error  # an HTTP 5xx: the server's problem, often passing
+
+
+class _TooLarge(VerificationError):
+    """The server sent more than the file may have (a wrong or endless answer)."""
 
 
 def fetch(
@@ -81,6 +88,9 @@ def fetch(
     """
     part = dest.with_name(dest.name + ".part")
     state_file = dest.with_name(dest.name + ".part.json")
+    done = _done_before(url, dest, size, sha256)
+    if done is not None:
+        return done
     state = _read_state(state_file)
     if state.get("url") != url:  # a part of some other file: start over
         part.unlink(missing_ok=True)
@@ -94,6 +104,10 @@ def fetch(
             try:
                 state = _fetch_once(session, url, part, state, state_file, size, max_size, label, timeout)
                 break
+            except _TooLarge:  # more bytes came than the file may have: what came is of no use
+                part.unlink(missing_ok=True)
+                state_file.unlink(missing_ok=True)
+                raise
             except (_Interrupted, requests.ConnectionError, requests.Timeout) as err:
                 last_error = err
                 if getattr(err, "restart", False):
@@ -102,9 +116,10 @@ def fetch(
                 raise DownloadError(f"{url}: {err}") from None
         else:
             have = part.stat().st_size if part.exists() else 0
+            what = "Try again later" if getattr(last_error, "server_error", False) else "Check the connection"
             raise DownloadError(
-                f"{url}: download failed after {retries + 1} tries ({_reason(last_error)}). Check the "
-                f"connection and run the same command again: it resumes from the {have:,} bytes already here"
+                f"{url}: download failed after {retries + 1} {'try' if retries == 0 else 'tries'} ({_reason(last_error)}). "
+                f"{what} and run the same command again: it resumes from the {have:,} bytes already here"
             )
     return _finish(url, part, state_file, dest, state, size, sha256, sha256_source)
 
@@ -139,11 +154,13 @@ def _fetch_once(session, url, part, state, state_file, size, max_size, label: st
                 for chunk in _chunks(response):
                     have += len(chunk)
                     if have > limit or (total is not None and have > total):
-                        raise VerificationError(f"{url}: the server sent more than the {min(limit, total or limit):,} bytes expected")
+                        raise _TooLarge(f"{url}: the server sent more than the {min(limit, total or limit):,} bytes expected")
                     _write(out, chunk)
                     bar.update(len(chunk))
         except (requests.exceptions.ChunkedEncodingError, urllib3.exceptions.HTTPError) as err:  # IncompleteRead
-            raise _Interrupted(str(err)) from None
+            if isinstance(err, urllib3.exceptions.ReadTimeoutError):
+                raise _Interrupted(f"the server sent nothing for {timeout:g} s, after {have:,} bytes") from None
+            raise _Interrupted(f"the connection was cut after {have:,}{f' of {total:,}' if total else ''} bytes") from None
         except OSError as err:
             if err.errno == errno.ENOSPC:
                 raise cache_error(part.parent, err) from None
@@ -176,8 +193,13 @@ def _check_response(url: str, response: requests.Response, have: int) -> int:
         raise _Interrupted("the server refused to resume (HTTP 416)", restart=True)
     if code == 404:
         raise DownloadError(f"{url}: not found (HTTP 404). The file has moved or was removed; see docs/models.md for where the model is published")
+    if code >= 500:  # retried: a server error often passes
+        raise _Interrupted(f"the server answered HTTP {code} {response.reason}", server_error=True)
     if code >= 400:
-        raise DownloadError(f"{url}: the server answered HTTP {code} {response.reason}")
+        raise DownloadError(
+            f"{url}: the server answered HTTP {code} {response.reason}. The file may have moved or need a "
+            f"login; see docs/models.md for where the model is published"
+        )
     if "text/html" in response.headers.get("Content-Type", ""):
         raise VerificationError(f"{url}: the server sent an HTML page instead of the file (an error or login page?)")
     if code == 206 and have:
@@ -225,9 +247,32 @@ def _finish(url, part, state_file, dest, state, size, sha256, sha256_source) -> 
     with open(part, "rb+") as f:
         os.fsync(f.fileno())
     part.replace(dest)
+    _write_state(_done_file(dest), {"url": url, "size": have, "sha256": digest})
     fsync_dir(dest.parent)
     state_file.unlink(missing_ok=True)
     return Fetched(dest, have, digest)
+
+
+def _done_file(dest: Path) -> Path:
+    return dest.with_name(dest.name + ".done.json")
+
+
+def _done_before(url: str, dest: Path, size: int | None, sha256: str | None) -> Fetched | None:
+    """`dest` as a previous run completed and checked it (a run stopped later, while the files were
+    checked or converted), if it is still that file; otherwise None, and it is removed."""
+    done_file = _done_file(dest)
+    done = _read_state(done_file)
+    if not done or not dest.is_file():
+        done_file.unlink(missing_ok=True)
+        return None
+    have = dest.stat().st_size
+    if done.get("url") == url and done.get("size") == have and size in (None, have):
+        digest = sha256_of(dest)
+        if digest == done.get("sha256") and sha256 in (None, digest):
+            return Fetched(dest, have, digest)
+    dest.unlink(missing_ok=True)
+    done_file.unlink(missing_ok=True)
+    return None
 
 
 def _read_state(path: Path) -> dict:

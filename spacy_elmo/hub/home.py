@@ -13,6 +13,7 @@ its presence means it is complete; copying it into another machine's <home>/mode
 from __future__ import annotations
 
 import errno
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -51,11 +52,50 @@ def hashes_path(home: Path) -> Path:
 
 
 def cached_model_dir(entry: CatalogEntry, home: Path) -> Path | None:
-    """The finished model directory, or None when the model is not in this cache."""
+    """The finished model directory, or None when the model is not in this cache (or its copy there
+    is damaged: cache_problem says how)."""
     directory = model_dir(entry, home)
-    if (directory / "options.json").is_file() and (directory / "weights.hdf5").is_file():
+    if directory.is_dir() and cache_problem(entry, home) is None:
         return directory
     return None
+
+
+def cache_problem(entry: CatalogEntry, home: Path) -> str | None:
+    """Why the model's directory in the cache cannot be used as it is: a file missing, or not the
+    size it had when installed (meta.json's "model_files"). None when it is fine, or not there at
+    all. A few stat calls: the bytes are not read (loading checks the HDF5 layout and shapes)."""
+    directory = model_dir(entry, home)
+    if not directory.is_dir():
+        return None
+    sizes = {"options.json": None, "weights.hdf5": None, **_installed_sizes(directory)}
+    for name, size in sizes.items():
+        path = directory / name
+        if not path.is_file():
+            return f"{name} is missing"
+        if size is not None and path.stat().st_size != size:
+            return f"{name} has {path.stat().st_size:,} bytes, {size:,} when it was installed"
+    return None
+
+
+def _installed_sizes(directory: Path) -> dict[str, int]:
+    """name -> bytes of each file of the model directory, as meta.json records them at install
+    (downloads made before "model_files" was recorded: the sizes of the files fetched as they are)."""
+    try:
+        meta = json.loads((directory / "meta.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(meta, dict):
+        return {}
+    recorded = meta.get("model_files")
+    if not isinstance(recorded, dict):
+        files = meta.get("files") if isinstance(meta.get("files"), dict) else {}
+        recorded = {name: info.get("size") for name, info in files.items()
+                    if name in ("options.json", "weights.hdf5") and isinstance(info, dict)}
+    return {
+        name: size for name, size in recorded.items()
+        if isinstance(name, str) and "/" not in name and "\\" not in name and name not in ("", ".", "..")
+        and isinstance(size, int) and not isinstance(size, bool)
+    }
 
 
 def ensure_writable(home: Path) -> None:

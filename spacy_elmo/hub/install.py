@@ -31,7 +31,7 @@ from .card import model_card
 from .catalog import CatalogEntry, load_catalog
 from .errors import CacheError, HubError, VerificationError
 from .fetch import Fetched, check_free_space, fetch
-from .home import cache_error, cache_home, cached_model_dir, download_dir, ensure_writable, hashes_path, lock_path, model_dir
+from .home import cache_error, cache_home, cache_problem, cached_model_dir, download_dir, ensure_writable, hashes_path, lock_path, model_dir
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 OPTIONS_MAX_BYTES = 1 << 20
@@ -61,6 +61,9 @@ def download_model(
     found = cached_model_dir(entry, home)
     if found is not None and not force:
         return found
+    problem = None if force else cache_problem(entry, home)
+    if problem and progress:
+        print(f"The cached copy of {entry.name} is damaged ({problem}): downloading it again", file=sys.stderr, flush=True)
     builder = BUILDERS.get(entry.family.format)
     if builder is None:
         raise HubError(f"{name}: this version of spacy-elmo cannot install models of format '{entry.family.format}'")
@@ -246,6 +249,8 @@ def _install(entry: CatalogEntry, home: Path, files: dict[str, Path], meta: dict
     try:
         for name, source in files.items():
             shutil.move(str(source), staging / name)
+        # Each file's size as installed: a cached model whose files changed since is not used (home.cache_problem).
+        meta = {**meta, "model_files": {name: (staging / name).stat().st_size for name in files if (staging / name).is_file()}}
         (staging / META_NAME).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         (staging / "MODEL_CARD.md").write_text(model_card(entry, meta), encoding="utf-8")
         staging.chmod(0o755)
