@@ -31,7 +31,10 @@ def main(
 ) -> None:
     if not train.is_file():
         raise typer.BadParameter(f"{train} not found; run the corpus-ner step first")
-    manifest = write_subsets(train, output_dir, numbers(fractions), numbers(seeds, int), all_seeds_up_to)
+    try:
+        manifest = write_subsets(train, output_dir, numbers(fractions), numbers(seeds, int), all_seeds_up_to)
+    except ValueError as err:  # a fraction outside (0, 1], no seed, an empty DocBin
+        raise typer.BadParameter(str(err)) from None
     for subset in manifest["subsets"]:
         typer.echo(f"{subset['path']}: {subset['docs']} of {manifest['total_docs']} docs")
 

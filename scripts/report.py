@@ -69,8 +69,10 @@ def main(
         model=model, pipelines=_pairs(pipeline, "--pipeline"), settings=settings,
     )
     data = make_report(inputs, out_dir, readme=readme)
-    missing = [k for k, v in data["inputs"].items() if v["status"] != "ok"]
-    typer.echo(f"Wrote {out_dir / 'report.md'} and {out_dir / 'report.json'}" + (f"; missing: {', '.join(missing)}" if missing else ""))
+    missing = [k for k, v in data["inputs"].items() if v["status"] != "ok" and not v["status"].startswith("other settings")]
+    stale = [k for k, v in data["inputs"].items() if v["status"].startswith("other settings")]
+    typer.echo(f"Wrote {out_dir / 'report.md'} and {out_dir / 'report.json'}" + (f"; missing: {', '.join(missing)}" if missing else "")
+               + (f"; made with other settings, shown as n/a: {', '.join(stale)}" if stale else ""))
     if readme is not None and not data.get("readme_updated"):
         typer.echo(f"{readme}: no report markers, left unchanged")
 

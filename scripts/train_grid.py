@@ -41,7 +41,7 @@ def main(
     jobs: int = typer.Option(1, "--jobs", min=1, help="Runs trained at once on the CPU, each with an equal share of the cores."),
     record: Optional[Path] = typer.Option(None, "--record", help="Folder where finished runs are recorded and found again (RECORD/ARM/RUN/)."),
 ) -> None:
-    for path in (dev, test):
+    for path in (train, dev, test):
         if not path.is_file():
             raise typer.BadParameter(f"{path} not found; run the corpus step that writes it first")
     try:
@@ -49,11 +49,19 @@ def main(
         seed_list = [int(s) for s in seeds.split(",") if s.strip()]
     except ValueError as err:
         raise typer.BadParameter(str(err)) from None
+    for what, values in (("--arm name", [a.name for a in arms]), ("--seeds", seed_list)):
+        if len(set(values)) < len(values):
+            raise typer.BadParameter(f"{what}: each value once (a run's folder is RUNS/ARM/f<fraction>_s<seed>), got {values}")
     if jobs > 1 and gpu_id >= 0:
         typer.echo(f"--gpu-id {gpu_id}: training one run at a time on the GPU (--jobs {jobs} is for the CPU)")
         jobs = 1
-    data = run_grid(arms, train, seed_list, runs, dev, test, max_steps, elmo_model=elmo_model, vectors=vectors,
-                    gpu_id=gpu_id, jobs=jobs, record_dir=record)
+    try:
+        data = run_grid(arms, train, seed_list, runs, dev, test, max_steps, elmo_model=elmo_model, vectors=vectors,
+                        gpu_id=gpu_id, jobs=jobs, record_dir=record)
+    except KeyboardInterrupt:  # Ctrl-C: say what is kept, rather than end without a word
+        typer.echo(f"Interrupted: {output} not written. Runs that finished are kept ({runs}/ARM/RUN/test_scores.json"
+                   + (f", and in {record}" if record is not None else "") + "); rerun the same command to train the rest.", err=True)
+        raise typer.Exit(130) from None
     restored = sum(run["source"] == "record" for run in data["runs"])
     if restored:
         typer.echo(f"{restored} of {len(data['runs'])} run(s) read from the record in {record}")

@@ -96,6 +96,20 @@ def test_scripts_named_in_commands_exist(project):
                     assert arg in cmd.get("deps", []), f"{cmd['name']}: {arg} is not a dependency"
 
 
+def test_every_file_the_reports_read_is_a_dependency(project):
+    """Each input the report command names (other than --readme, which it writes into) is a dep of
+    `report` and `demo-report`: a rerun of the step that makes it reruns the report."""
+    names = commands(project)
+    for step in ("report", "demo-report"):
+        argv = shlex.split(names[step]["script"][0])
+        deps = names[step]["deps"]
+        for option, value in zip(argv, argv[1:]):
+            if not option.startswith("--") or option in ("--readme", "--setting", "--threads"):
+                continue
+            path = value.split("=", 1)[1] if option == "--pipeline" else value
+            assert any(path == dep or path.startswith(dep.rstrip("/") + "/") for dep in deps), f"{step}: {option} {path}"
+
+
 def test_the_fine_tuned_copy_is_made_with_deterministic_algorithms(project):
     """The NER grids' records are fingerprinted against the fine-tuned biLM: it must come out the
     same on a rerun, which two CPU threads do not give without deterministic algorithms."""

@@ -258,6 +258,10 @@ def test_demo_workflow_on_tiny_data(tmp_path, monkeypatch):
     # Every training run (the main pair's too) was made here and says so; the report names the machine.
     assert list(evidence["machines"]) == [cpu_model_name()]
     assert json.loads(Path("metrics/demo/ner_elmo.json").read_text())["environment"]["cpu"] == cpu_model_name()
+    # ... and its budget and seed, which the report compares with the grids' (none left from other settings here).
+    for arm in ("baseline", "elmo"):
+        made = json.loads(Path(f"metrics/demo/ner_{arm}.json").read_text())["training"]
+        assert made == {"max_steps": TINY["vars.demo.ner_max_steps"], "seed": project["vars"]["seed"]}, arm
     assert f"were made on: {cpu_model_name()} (" in markdown
     # The demo never wrote outside its */demo folders.
     for path in project_dir.rglob("*"):

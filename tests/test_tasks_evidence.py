@@ -110,6 +110,25 @@ def test_write_subsets_writes_nested_docbins_and_a_manifest(tmp_path):
     assert texts(small) < texts(large)
 
 
+def test_ner_subsets_script_refuses_odd_fractions_and_seeds_with_a_usage_error(tmp_path):
+    import importlib.util
+
+    import typer
+
+    from spacy_elmo.tasks.ner import conll_to_docbin
+
+    spec = importlib.util.spec_from_file_location("ner_subsets", ROOT / "scripts" / "ner_subsets.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    train = tmp_path / "train.spacy"
+    conll_to_docbin(write_conll(tmp_path / "train.txt"), train)
+    for fractions, seeds, message in (("0,0.5", "0", r"must be in \(0, 1\]"), ("1.5", "0", r"must be in \(0, 1\]"),
+                                      ("0.5", "", "at least one seed")):
+        with pytest.raises(typer.BadParameter, match=message):
+            script.main(train, tmp_path / "curve", fractions=fractions, seeds=seeds, all_seeds_up_to=1.0)
+    assert not (tmp_path / "curve" / "subsets.json").exists()
+
+
 # ---- arms of the grid ----------------------------------------------------------------------------
 
 
@@ -455,6 +474,101 @@ def test_the_record_carries_finished_runs_to_a_fresh_machine(tmp_path, monkeypat
     without_record = run_grid(*args[:3], tmp_path / "elsewhere", *args[4:], elmo_model=elmo)
     assert len(calls) == 4 and not (tmp_path / "elsewhere" / "record").exists()
     assert [r["scores"] for r in without_record["runs"]] == [r["scores"] for r in retrained["runs"]]
+
+
+def test_a_record_killed_between_its_two_files_is_not_reused(tmp_path, monkeypatch):
+    """keep_record writes run.json, then test_scores.json. Killed in between, over an older record
+    of other settings, the record must not pair the new settings with the old scores."""
+    from spacy_elmo.tasks import grid
+    from spacy_elmo.tasks._io import write_json
+
+    config = tmp_path / "a.cfg"
+    config.write_text("[x]\ny = 1\n")
+    old, new = {"system.seed": 0, "training.max_steps": 100}, {"system.seed": 0, "training.max_steps": 200}
+    run, record = tmp_path / "run", tmp_path / "record"
+    write_json(record / "run.json", grid.run_record(config, tmp_path / "test.spacy", old))
+    write_json(record / "test_scores.json", {"ents_f": 0.1})  # the old settings' scores
+    write_json(run / "run.json", grid.run_record(config, tmp_path / "test.spacy", new))
+    write_json(run / "test_scores.json", {"ents_f": 0.9})
+
+    def killed_after_run_json(path, data):
+        if Path(path).name == "test_scores.json":
+            raise KeyboardInterrupt
+        return write_json(path, data)
+
+    monkeypatch.setattr(grid, "write_json", killed_after_run_json)
+    with pytest.raises(KeyboardInterrupt):
+        grid.keep_record(run, record)
+    assert grid.finished_scores(record, config, tmp_path / "test.spacy", new) is None
+
+
+def test_an_arm_name_or_seed_given_twice_is_refused(tmp_path):
+    """Two arms of one name (or one seed twice) would train into one run folder and be averaged as
+    one arm: refused before anything trains."""
+    for name in ("train", "dev", "test"):
+        (tmp_path / f"{name}.spacy").write_bytes(b"")
+    base, elmo = CONFIGS / "ner_baseline.cfg", CONFIGS / "ner_elmo.cfg"
+    args = (tmp_path / "train.spacy",)
+    with pytest.raises(ValueError, match="arm name given more than once: a"):
+        run_grid([Arm.parse(f"a={base}"), Arm.parse(f"a={elmo}")], *args, [0], tmp_path / "runs", tmp_path / "dev.spacy",
+                 tmp_path / "test.spacy", 10)
+    with pytest.raises(ValueError, match="seed given more than once: 1"):
+        run_grid([Arm.parse(f"a={base}")], *args, [1, 1], tmp_path / "runs", tmp_path / "dev.spacy", tmp_path / "test.spacy", 10)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_train_grid_script_refuses_odd_arguments_with_a_usage_error(tmp_path):
+    """A missing --train, an arm name or a seed given twice: typer's usage error (no traceback),
+    before anything is written."""
+    import importlib.util
+
+    import typer
+
+    spec = importlib.util.spec_from_file_location("train_grid", ROOT / "scripts" / "train_grid.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    for name in ("dev", "test"):
+        (tmp_path / f"{name}.spacy").write_bytes(b"")
+    base, elmo = f"a={CONFIGS / 'ner_baseline.cfg'}", f"a={CONFIGS / 'ner_elmo.cfg'}"
+    common = {"output": tmp_path / "m.json", "runs": tmp_path / "runs", "dev": tmp_path / "dev.spacy",
+              "test": tmp_path / "test.spacy", "max_steps": 1, "elmo_model": None, "vectors": None, "task": "",
+              "gpu_id": -1, "jobs": 1, "record": None}
+    cases = [
+        ({"train": tmp_path / "missing.spacy", "arm": [base], "seeds": "0"}, "missing.spacy not found"),
+        ({"train": tmp_path / "dev.spacy", "arm": [base, elmo], "seeds": "0"}, "each value once"),
+        ({"train": tmp_path / "dev.spacy", "arm": [base], "seeds": "1,2,1"}, "each value once"),
+    ]
+    for given, message in cases:
+        with pytest.raises(typer.BadParameter, match=message):
+            script.main(**common, **given)
+    assert not (tmp_path / "m.json").exists() and not (tmp_path / "runs").exists()
+
+
+def test_train_grid_script_interrupted_says_what_is_kept(tmp_path, monkeypatch, capsys):
+    """Ctrl-C during a grid: exit 130 with a line on what is kept and how to continue (it used to
+    end without a word), and no metrics file."""
+    import importlib.util
+
+    import typer
+
+    spec = importlib.util.spec_from_file_location("train_grid", ROOT / "scripts" / "train_grid.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    for name in ("train", "dev", "test"):
+        (tmp_path / f"{name}.spacy").write_bytes(b"")
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(script, "run_grid", interrupted)
+    with pytest.raises(typer.Exit) as stop:
+        script.main(tmp_path / "m.json", runs=tmp_path / "runs", train=tmp_path / "train.spacy", dev=tmp_path / "dev.spacy",
+                    test=tmp_path / "test.spacy", arm=[f"a={CONFIGS / 'ner_baseline.cfg'}"], max_steps=1, seeds="0",
+                    elmo_model=None, vectors=None, task="", gpu_id=-1, jobs=1, record=tmp_path / "record")
+    assert stop.value.exit_code == 130
+    err = capsys.readouterr().err
+    assert "Interrupted" in err and "rerun the same command" in err and str(tmp_path / "record") in err
+    assert not (tmp_path / "m.json").exists()
 
 
 def test_static_vectors_are_fingerprinted_by_their_tables(tmp_path):

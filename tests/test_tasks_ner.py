@@ -187,6 +187,12 @@ def test_from_spacy_evaluate(tmp_path):
     data = write_ner_metrics(path, tmp_path / "ner.json", "elmo", environment_json=tmp_path / "environment.json")
     assert data["environment"] == {"cpu": "Xeon", "versions": {"spacy": "3.8"}}
     assert write_ner_metrics(path, tmp_path / "ner.json", "elmo", environment_json=tmp_path / "absent.json")["environment"] is None
+    # The evaluated pipeline's budget and seed are copied in from its config (the report compares them).
+    assert data["training"] is None  # "some/model" is not there
+    model = tmp_path / "model-best"
+    model.mkdir()
+    (model / "config.cfg").write_text("[system]\nseed = 3\n\n[training]\nseed = ${system.seed}\nmax_steps = 300\n")
+    assert write_ner_metrics(path, tmp_path / "ner.json", "elmo", str(model))["training"] == {"max_steps": 300, "seed": 3}
     # Nothing is invented for a run that scored no entities.
     empty = from_spacy_evaluate({"speed": 10.0})
     assert empty["overall"] == {"p": None, "r": None, "f": None} and empty["per_type"] == {}

@@ -137,6 +137,16 @@ def test_perplexity_figures_fallbacks():
     assert perplexity_figures({"ppl": float("nan")})["perplexity"] is None
 
 
+def test_a_model_meta_without_held_out_text_gives_no_perplexity():
+    """A pretraining run without --paths.dev writes the perplexity of its training batches (a
+    sampled softmax) as meta.json's 'perplexity': never a held-out figure in the report."""
+    meta = {"perplexity": 42.0, "perplexity_source": "training batches (sampled softmax)", "dev_perplexity": None,
+            "train_perplexity": {"ppl": 42.0, "fwd_ppl": 40.0, "bwd_ppl": 44.0}}
+    assert perplexity_figures(meta) == {"perplexity": None, "forward": None, "backward": None, "tokens": None}
+    with_dev = {**meta, "perplexity_source": "dev (exact)", "dev_perplexity": {"fwd": 100.0, "bwd": 120.0, "avg": 110.0}}
+    assert perplexity_figures(with_dev)["perplexity"] == 110.0
+
+
 def test_make_report_writes_everything(tmp_path, metrics, tiny_model_dir):
     readme = tmp_path / "README.md"
     readme.write_text(f"# Title\n\nintro\n\n{README_START}\nold table\n{README_END}\n\nafter\n")
@@ -251,3 +261,52 @@ def test_readme_results_are_the_headline_rows_of_the_report(tmp_path, metrics):
     readme.write_text("no markers\n")
     refused = CliRunner().invoke(app, [str(tmp_path / "out" / "report.json"), str(readme)])
     assert refused.exit_code != 0 and "markers" in refused.output
+
+
+def _grid(path, max_steps, runs):
+    """A scripts/train_grid.py JSON: runs as (arm, seed, f)."""
+    return _write(path, {"max_steps": max_steps, "total_docs": 100, "runs": [
+        {"arm": arm, "fraction": 1.0, "seed": seed, "train_docs": None, "scores": {"f": f, "accuracy": f, "macro_f": f}}
+        for arm, seed, f in runs]})
+
+
+def test_inputs_made_with_other_settings_read_na_never_paired(metrics, tmp_path):
+    """report-so-far reads whatever exists: a grid left from a run with another budget (or a main
+    pair trained with another budget or seed) is not paired with the current runs. It reads n/a,
+    and report.json says why; files that do not record their settings are used as before."""
+    m = tmp_path / "metrics"
+    ner = {k: json.loads(metrics[k].read_text()) for k in ("ner_baseline", "ner_elmo")}
+    seeds = _grid(m / "ner_seeds.json", 4000, [("baseline", 1, 0.70), ("elmo", 1, 0.80)])
+    sentiment = _grid(m / "sentiment.json", 1000, [("baseline", 0, 0.7), ("elmo", 0, 0.75)])
+    sentiment_seeds = _grid(m / "sentiment_seeds.json", 50, [("baseline", 1, 0.6), ("elmo", 1, 0.9)])
+    settings = {"seed": "0", "ner_max_steps": "20000"}
+    inputs = dict(metrics, ner_seeds=seeds, sentiment=sentiment, sentiment_seeds=sentiment_seeds)
+
+    fig = collect(ReportInputs(**inputs, settings=settings))
+    assert fig["inputs"]["ner_seeds"]["status"].startswith("other settings")
+    assert "max_steps 4000" in fig["inputs"]["ner_seeds"]["status"]
+    assert "max_steps 50" in fig["inputs"]["sentiment_seeds"]["status"]
+    assert fig["evidence"]["ner_seeds"]["seeds"] == [0]  # the main pair alone: no mean over mixed budgets
+    assert fig["evidence"]["textcat_seeds"]["sentiment"]["accuracy"]["seeds"] == [0]
+    table = rows(fig)
+    assert _cells(table, "NER (CoNLL-2003)", "F1 overall, mean ± sd over seeds", "test") == {"Baseline": NA, "+ELMo (mix)": NA}
+    assert _cells(table, "NER (CoNLL-2003)", "F1 overall", "test") == {"Baseline": "74.67", "+ELMo (mix)": "82.42"}
+
+    # A learning curve of another budget is not plotted either, and the note says why.
+    curve = _grid(m / "ner_curve.json", 4000, [("baseline", 0, 0.5), ("elmo", 0, 0.6)])
+    data = make_report(ReportInputs(**inputs, ner_curve=curve, settings=settings), tmp_path / "out")
+    assert "other settings" in data["plots"]["learning_curve.png"] and not (tmp_path / "out" / "learning_curve.png").exists()
+
+    # The same budget: paired as before.
+    _grid(seeds, 20000, [("baseline", 1, 0.70), ("elmo", 1, 0.80)])
+    assert collect(ReportInputs(**inputs, settings=settings))["evidence"]["ner_seeds"]["seeds"] == [0, 1]
+    # A main pair trained with another seed than the report's: its arm reads n/a.
+    _write(metrics["ner_elmo"], {**ner["ner_elmo"], "training": {"max_steps": 20000, "seed": 3}})
+    _write(metrics["ner_baseline"], {**ner["ner_baseline"], "training": {"max_steps": 20000, "seed": 0}})
+    fig = collect(ReportInputs(**inputs, settings=settings))
+    assert "seed 3" in fig["inputs"]["ner_elmo"]["status"] and fig["inputs"]["ner_baseline"]["status"] == "ok"
+    assert _cells(rows(fig), "NER (CoNLL-2003)", "F1 overall", "test") == {"Baseline": "74.67", "+ELMo (mix)": NA}
+    # Without the settings to compare against, the NER files are used (the two text classification
+    # grids are compared with each other, not with a setting).
+    status = {k: v["status"] for k, v in collect(ReportInputs(**inputs))["inputs"].items()}
+    assert status["ner_elmo"] == status["ner_seeds"] == "ok" and status["sentiment_seeds"] != "ok"

@@ -131,6 +131,46 @@ def collect_evidence(loaded: dict[str, Any], ner: dict, main_seed: int = 0) -> d
     }
 
 
+NER_GRIDS = ("ner_seeds", "ner_curve", "ner_vectors", "ner_vectors_seeds")  # trained with the main pair's budget
+
+
+def _integer(value: Any) -> int | None:
+    """An int, or the text of one (a --setting value); None otherwise."""
+    if isinstance(value, bool):
+        return None
+    try:
+        return int(value) if isinstance(value, (int, str)) else None
+    except ValueError:
+        return None
+
+
+def mismatched_inputs(loaded: dict[str, Any], settings: dict[str, Any]) -> dict[str, str]:
+    """{input: why} for the loaded metrics made with other settings than the report's (a file left
+    from an earlier run, e.g. read by report-so-far while a rerun with a new budget is under way):
+    the main NER pair's recorded budget and seed against the `ner_max_steps` and `seed` settings,
+    the NER grids' budget against `ner_max_steps`, and each text classification seed grid's budget
+    against its main grid's. Figures that are not known (older files, settings not given) are not
+    compared. The report shows such an input as n/a rather than pair runs of different budgets."""
+    out: dict[str, str] = {}
+    budget, seed = _integer(settings.get("ner_max_steps")), _integer(settings.get("seed"))
+    for name in ("ner_baseline", "ner_elmo"):
+        made = (loaded.get(name) or {}).get("training") or {}
+        for key, setting, wanted in (("max_steps", "ner_max_steps", budget), ("seed", "seed", seed)):
+            found = _integer(made.get(key))
+            if wanted is not None and found is not None and found != wanted:
+                out[name] = f"trained with {key} {found}, the report's {setting} is {wanted}"
+    for name in NER_GRIDS:
+        found = _integer((loaded.get(name) or {}).get("max_steps"))
+        if budget is not None and found is not None and found != budget:
+            out[name] = f"trained with max_steps {found}, the report's ner_max_steps is {budget}"
+    for name in TEXTCAT:
+        main = _integer((loaded.get(name) or {}).get("max_steps"))
+        more = _integer((loaded.get(f"{name}_seeds") or {}).get("max_steps"))
+        if main is not None and more is not None and main != more:
+            out[f"{name}_seeds"] = f"trained with max_steps {more}, the main {name} grid with {main}"
+    return out
+
+
 NOT_RECORDED = "not recorded"
 
 

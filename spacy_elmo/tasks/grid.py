@@ -304,7 +304,9 @@ def recorded_environment(output: Path) -> dict | None:
 
 def keep_record(output: Path, record: Path) -> None:
     """Copy a finished run's run.json and test_scores.json into its record folder (scores last:
-    they mark the record complete, as in the run's own folder)."""
+    they mark the record complete, as in the run's own folder). An older record's scores go
+    first: killed between the two files, the record must not pair new settings with old scores."""
+    (record / "test_scores.json").unlink(missing_ok=True)
     for name in ("run.json", "test_scores.json"):
         write_json(record / name, read_json(output / name))
 
@@ -343,6 +345,12 @@ def run_grid(
         raise ValueError(f"jobs must be at least 1, got {jobs}")
     if jobs > 1 and gpu_id >= 0:
         raise ValueError("jobs > 1 trains on the CPU only; use jobs = 1 with a GPU")
+    # Runs are folders RUNS/ARM/f<fraction>_s<seed>: a name or seed given twice would train two
+    # runs into one folder (at once, with jobs > 1) and average them as one arm.
+    for what, values in (("arm name", [arm.name for arm in arms]), ("seed", list(seeds))):
+        twice = sorted({str(v) for v in values if values.count(v) > 1})
+        if twice:
+            raise ValueError(f"{what} given more than once: {', '.join(twice)}")
     sets, total = train_sets(train)
     overrides = {arm.name: arm_overrides(arm, elmo_model, vectors) for arm in arms}  # fail before training
     inputs = {name: input_fingerprints(values) for name, values in overrides.items()}

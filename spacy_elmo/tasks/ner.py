@@ -204,17 +204,31 @@ def from_spacy_evaluate(data: dict) -> dict:
     }
 
 
+def training_settings(model: str | Path | None) -> dict | None:
+    """{'max_steps', 'seed'} a trained pipeline was made with (its config.cfg: [training] max_steps,
+    [system] seed), so the report can tell runs of other settings apart; None without a config."""
+    from spacy.util import load_config
+
+    config_path = None if model is None else Path(model) / "config.cfg"
+    if config_path is None or not config_path.is_file():
+        return None
+    config = load_config(config_path, interpolate=False)
+    values = {"max_steps": config.get("training", {}).get("max_steps"), "seed": config.get("system", {}).get("seed")}
+    return {k: v if isinstance(v, int) and not isinstance(v, bool) else None for k, v in values.items()}
+
+
 def write_ner_metrics(spacy_eval_json: str | Path, output: str | Path, name: str, model: str | None = None,
                       environment_json: str | Path | None = None) -> dict:
     """Convert one `spacy evaluate` output into metrics/<name>.json. `environment_json`: the file
     scripts/record_environment.py wrote when the model was trained; its environment is copied in
-    (None when not given or not there: a model trained before training recorded it)."""
+    (None when not given or not there: a model trained before training recorded it). `model`: the
+    evaluated pipeline; its training budget and seed are copied in ('training', training_settings)."""
     from ._io import read_json
 
     environment = None
     if environment_json is not None and Path(environment_json).is_file():
         environment = (read_json(environment_json) or {}).get("environment")
     data = {"task": "ner", "name": name, "model": model, "metric": "f1", "environment": environment,
-            **from_spacy_evaluate(read_json(spacy_eval_json))}
+            "training": training_settings(model), **from_spacy_evaluate(read_json(spacy_eval_json))}
     write_json(output, data)
     return data

@@ -84,6 +84,8 @@ def perplexity_figures(data: Any) -> dict[str, float | None]:
     scopes = [data] + [data[k] for k in ("test", "metrics", "heldout") if isinstance(data.get(k), dict)]
     if isinstance(data.get("dev_perplexity"), dict):  # a model's meta.json: its own 'perplexity' may be a training figure
         scopes = [data["dev_perplexity"]]
+    elif "perplexity_source" in data:  # a model's meta.json from a run without held-out text: no held-out figure
+        return out
     names = {
         "perplexity": ("ppl", "perplexity", "mean_perplexity", "avg"),
         "forward": ("fwd_ppl", "forward_perplexity", "fwd_perplexity", "fwd"),
@@ -127,13 +129,15 @@ def polysemy_counts(block: Any) -> dict[str, float | None]:
 
 def collect(inputs: ReportInputs) -> dict:
     """Everything the report shows, as plain JSON data (None where a figure is missing)."""
-    from .evidence import EVIDENCE_INPUTS, collect_evidence
+    from .evidence import EVIDENCE_INPUTS, collect_evidence, mismatched_inputs
 
     status: dict[str, str] = {}
     loaded: dict[str, Any] = {}
     for name in ("perplexity", "task_perplexity_general", "task_perplexity_finetuned", "ner_baseline", "ner_elmo", "stsb", "wic",
                  "polysemy", *EVIDENCE_INPUTS):
         loaded[name], status[name] = _load(getattr(inputs, name))
+    for name, why in mismatched_inputs(loaded, inputs.settings).items():  # never pair runs of other settings
+        loaded[name], status[name] = None, f"other settings: {getattr(inputs, name)} ({why})"
     log = inputs.pretrain_log
     status["pretrain_log"] = "not given" if log is None else "ok" if Path(log).is_file() else f"missing: {log}"
 
@@ -271,7 +275,7 @@ def make_plots(inputs: ReportInputs, fig: dict, out_dir: Path) -> tuple[dict[str
         plot_learning_curve(fig["evidence"]["learning_curve"], out_dir / "learning_curve.png")
         notes["learning_curve.png"] = "NER test F1 against training sentences, baseline and +ELMo"
     else:
-        notes["learning_curve.png"] = f"not made: learning-curve runs missing ({inputs.ner_curve})"
+        notes["learning_curve.png"] = f"not made: no learning-curve runs ({fig['inputs']['ner_curve']['status']})"
     return notes, extra
 
 
