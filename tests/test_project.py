@@ -249,3 +249,20 @@ def test_the_workflow_constraints_pin_the_versions_the_grid_records_were_made_wi
         if environment is not None:
             made_with = {name: (version or "").split("+")[0] for name, version in environment["versions"].items()}
             assert made_with == pins, run
+
+
+def test_committed_run_records_match_the_configs_they_name():
+    """A record is reused only while its config file is unchanged (grid.run_settings): a config
+    edit leaves the records of that config unusable. Such an edit must either be shown not to
+    change scores (and the records moved to the new digest, as on 2026-12-04) or drop them."""
+    import json
+
+    records = sorted((ROOT / "reports" / "runs").glob("**/run.json"))
+    assert records, "reports/runs/ holds the grids' records"
+    stale = []
+    for path in records:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        config = ROOT / record["config"]
+        if hashlib.sha256(config.read_bytes()).hexdigest() != record["config_sha256"]:
+            stale.append(str(path.relative_to(ROOT)))
+    assert not stale, f"records made with an earlier version of their config: {stale}"
