@@ -42,7 +42,7 @@ def main(
     record: Optional[Path] = typer.Option(None, "--record", help="Folder where finished runs are recorded and found again (RECORD/ARM/RUN/)."),
 ) -> None:
     for path in (train, dev, test):
-        if not path.is_file():
+        if not (path.is_file() or (path is train and path.is_dir())):  # --train may be a folder of .spacy files
             raise typer.BadParameter(f"{path} not found; run the corpus step that writes it first")
     try:
         arms = [Arm.parse(spec) for spec in arm]

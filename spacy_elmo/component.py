@@ -401,10 +401,15 @@ class Elmo(TrainablePipe):
     def layers_for(self, docs: list[Doc]) -> ElmoLayers:
         """What a listener asks at prediction time: the kept layers, or a fresh run of the biLM."""
         found: dict[int, Floats3d] = {}
+        retokenized: dict[int, int] = {}  # doc index -> the listeners still to read it
         for i, doc in enumerate(docs):
             entry = self._pending.get(doc)
             if entry is not None and not np.array_equal(entry[2], doc.to_array(ORTH)):
-                del self._pending[doc]  # retokenized since (merge_entities, ...): no longer its layers
+                # Retokenized since (merge_entities, ...): no longer its layers. The fresh ones are
+                # kept for the listeners after this one, so the biLM reads the doc once more, not
+                # once per listener.
+                del self._pending[doc]
+                retokenized[i] = entry[1] - 1
             elif entry is not None:
                 found[i] = entry[0]
                 entry[1] -= 1
@@ -413,6 +418,9 @@ class Elmo(TrainablePipe):
         missing = [i for i in range(len(docs)) if i not in found]
         if missing:
             found.update(zip(missing, self.predict([docs[i] for i in missing])))
+        for i, readers in retokenized.items():
+            if readers > 0:
+                self._pending[docs[i]] = [found[i], readers, docs[i].to_array(ORTH)]
         return [found[i] for i in range(len(docs))]
 
     # ---- training ------------------------------------------------------------------------------

@@ -24,15 +24,24 @@ VALUE_KEY = ("._.", EXTENSION, None, None)
 HOOKS_KEY = ("spacy-elmo", "similarity_hooks")  # set when the doc got the hooks
 
 
-def _get_doc_elmo(doc: Doc) -> np.ndarray | None:
-    value = doc.user_data.get(VALUE_KEY)
-    if value is not None and len(value) != len(doc):
-        # Rows no longer match tokens: every token, span and similarity would read another word's vector.
+LAYERS_KEY = ("._.", LAYERS_EXTENSION, None, None)
+
+
+def _check_rows(doc: Doc, name: str, rows: int) -> None:
+    """Rows that no longer match the tokens would give every token, span and similarity another
+    word's vector: say so instead."""
+    if rows != len(doc):
         raise ValueError(
-            f"doc._.elmo has {len(value)} rows but the doc has {len(doc)} tokens: the doc was retokenized "
+            f"doc._.{name} has {rows} rows but the doc has {len(doc)} tokens: the doc was retokenized "
             f"(e.g. by merge_entities or doc.retokenize()) after the 'elmo' component ran. Put 'elmo' after "
             f"the components that change the tokens, or run the doc through it again."
         )
+
+
+def _get_doc_elmo(doc: Doc) -> np.ndarray | None:
+    value = doc.user_data.get(VALUE_KEY)
+    if value is not None:
+        _check_rows(doc, EXTENSION, len(value))
     if value is not None and doc.user_data.get(HOOKS_KEY) and "similarity" not in doc.user_hooks:
         set_similarity_hooks(doc)  # lost in serialisation: spaCy does not store hooks
     return value
@@ -40,6 +49,17 @@ def _get_doc_elmo(doc: Doc) -> np.ndarray | None:
 
 def _set_doc_elmo(doc: Doc, value: np.ndarray | None) -> None:
     doc.user_data[VALUE_KEY] = value
+
+
+def _get_doc_layers(doc: Doc) -> np.ndarray | None:
+    value = doc.user_data.get(LAYERS_KEY)  # (n_layers + 1, len(doc), dim)
+    if value is not None:
+        _check_rows(doc, LAYERS_EXTENSION, value.shape[1])
+    return value
+
+
+def _set_doc_layers(doc: Doc, value: np.ndarray | None) -> None:
+    doc.user_data[LAYERS_KEY] = value
 
 
 def _token_elmo(token: Token) -> np.ndarray | None:
@@ -61,7 +81,7 @@ def install_extensions() -> None:
     if not Doc.has_extension(EXTENSION):
         Doc.set_extension(EXTENSION, getter=_get_doc_elmo, setter=_set_doc_elmo)
     if not Doc.has_extension(LAYERS_EXTENSION):
-        Doc.set_extension(LAYERS_EXTENSION, default=None)
+        Doc.set_extension(LAYERS_EXTENSION, getter=_get_doc_layers, setter=_set_doc_layers)
     if not Token.has_extension(EXTENSION):
         Token.set_extension(EXTENSION, getter=_token_elmo)
     if not Span.has_extension(EXTENSION):

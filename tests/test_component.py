@@ -397,6 +397,12 @@ def test_a_doc_retokenized_after_elmo_says_so_instead_of_reading_other_words_vec
         with pytest.raises(ValueError, match="6 rows but the doc has 5 tokens: the doc was retokenized"):
             read()
     assert nlp(doc)._.elmo.shape == (5, WIDTH)  # run through the component again: aligned
+    layers_nlp = make_nlp(model_dir, all_layers=True)
+    doc = layers_nlp("Alice lives in New York .")
+    with doc.retokenize() as retokenizer:
+        retokenizer.merge(doc[3:5])
+    with pytest.raises(ValueError, match="elmo_layers has 6 rows but the doc has 5 tokens"):
+        doc._.elmo_layers
 
 
 def test_emoji_and_cjk_text(model_dir):

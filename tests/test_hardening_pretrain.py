@@ -301,6 +301,8 @@ def test_a_process_that_lost_the_others_of_a_torchrun_launch_says_so_in_one_line
     # Any other RuntimeError, or one process alone, keeps its traceback: a bug to report.
     error = RuntimeError("something else")
     assert isinstance(cli_pretrain(config, tmp_path / "out").exception, RuntimeError)
+    error = RuntimeError("a bug whose message says Broken pipe, typically a remote worker")  # too loose to mean a peer
+    assert isinstance(cli_pretrain(config, tmp_path / "out").exception, RuntimeError)
     monkeypatch.setenv("WORLD_SIZE", "1")
     error = RuntimeError("Connection closed by peer")
     assert isinstance(cli_pretrain(config, tmp_path / "out").exception, RuntimeError)

@@ -146,6 +146,10 @@ def test_names_with_spaces_other_case_or_a_typo(local, monkeypatch):
             hub.resolve_model_name(typo)
     with pytest.raises(hub.UnknownModelError, match="Known test names: test:tiny"):
         hub.resolve_model_name("test:")
+    for vague in ("allennlp:elmo", "allennlp:s"):  # a word of every title, or one letter: no guess
+        with pytest.raises(hub.UnknownModelError) as error:
+            hub.resolve_model_name(vague)
+        assert "Did you mean" not in str(error.value)
     assert hub.resolve_model_name("nofamily:small") is None  # nothing like a name: a path
     monkeypatch.chdir(local.tmp)
     (local.tmp / "Test:tiny").mkdir()

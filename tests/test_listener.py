@@ -176,8 +176,13 @@ def test_a_doc_retokenized_after_elmo_gets_layers_for_its_new_tokens(model_dir):
     fresh = elmo.predict([nlp.make_doc("Alice met Bob in New York .")])  # same text: old tokens
     assert old.shape[1] == 7 and len(doc) == 6
     (layers,) = elmo.layers_for([doc])
-    assert layers.shape[1] == len(doc) and len(elmo._pending) == 0
+    assert layers.shape[1] == len(doc)
     np.testing.assert_allclose(layers, elmo.predict([doc])[0], atol=1e-6)
+    # the second listener (textcat and ner listen) gets the fresh layers without another biLM run
+    calls: list[int] = []
+    elmo.get_bilm().register_forward_hook(lambda module, args, out: calls.append(1))
+    (again,) = elmo.layers_for([doc])
+    assert again is layers and calls == [] and len(elmo._pending) == 0
     # training: Elmo.update handed the listener the batch's layers before a component retokenized
     train_doc = nlp.make_doc("Alice met Bob in New York .")
     ner_listener.receive([train_doc], fresh, None)

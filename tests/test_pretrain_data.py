@@ -136,6 +136,8 @@ def test_the_output_folder_inside_the_corpus_folder_is_not_read_as_corpus(tmp_pa
     assert [f.name for f in find_corpus_files(tmp_path, exclude=out)] == ["a.txt", "notes.txt"]
     assert [f.name for f in find_corpus_files(tmp_path / "a.txt", exclude=out)] == ["a.txt"]
     assert len(find_corpus_files(tmp_path, exclude=tmp_path.parent / "elsewhere")) == 3
+    with pytest.raises(CorpusError, match="the output folder is the corpus folder"):
+        find_corpus_files(tmp_path, exclude=tmp_path)
 
 
 def test_stream_shards_lines_across_processes(tmp_path):

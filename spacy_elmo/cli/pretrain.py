@@ -113,16 +113,20 @@ def _interrupted(output: Path) -> str:
     return "Interrupted before the first checkpoint: run the same command again to start over"
 
 
-# What a process of a torchrun launch sees when another one ended (its own error is printed by it).
-_PEER_LOST = ("Connection closed by peer", "Connection reset by peer", "remote worker", "Broken pipe")
+# What a process of a torchrun launch sees when another one ended (its own error is printed by it):
+# gloo's transport errors, nothing broader, so that a bug keeps its traceback.
+_PEER_LOST = ("Connection closed by peer", "Connection reset by peer")
 
 
 def _lost_other_process(err: RuntimeError) -> Optional[str]:
     """One line for a process that lost the others of a several-process run, instead of torch's
     traceback; None for any other error (a bug: its traceback is wanted)."""
+    import torch.distributed as dist
+
     world_size = int(os.environ.get("WORLD_SIZE", "1") or 1)
     text = str(err)
-    if world_size < 2 or not any(phrase in text for phrase in _PEER_LOST):
+    network = isinstance(err, getattr(dist, "DistNetworkError", ())) or any(phrase in text for phrase in _PEER_LOST)
+    if world_size < 2 or not network:
         return None
     rank = os.environ.get("RANK", "?")
     first = text.strip().splitlines()[0] if text.strip() else type(err).__name__

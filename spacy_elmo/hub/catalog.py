@@ -116,9 +116,12 @@ class Catalog:
         if not variant:
             return []
         variants = {name.split(":", 1)[1].lower(): name for name in self.models if name.startswith(family + ":")}
+        words = {name: set(re.findall(r"[\w.]+", self.models[name].title.lower())) for name in variants.values()}
+        everywhere = set.intersection(*words.values()) if words else set()  # "elmo": tells no model apart
+        telling = len(variant) >= 3 and variant not in everywhere
         found = [
             name for v, name in variants.items()
-            if variant in re.findall(r"[\w.]+", self.models[name].title.lower()) or (len(variant) >= 2 and variant in v.split("-"))
+            if (telling and variant in words[name]) or (len(variant) >= 2 and variant in v.split("-"))
         ]
         found += [variants[v] for v in difflib.get_close_matches(variant, list(variants), n=3, cutoff=0.6) if variants[v] not in found]
         return found[:3]

@@ -101,12 +101,18 @@ def find_corpus_files(path: str | Path, exclude: str | Path | None = None) -> li
 
 
 def _relative_inside(inner: Path, folder: Path) -> tuple[str, ...] | None:
-    """`inner`'s path parts below `folder`, or None when it is not inside it."""
+    """`inner`'s path parts below `folder`, or None when it is not inside it. `inner` being `folder`
+    itself is refused: the run's checkpoints and models would be read as corpus."""
     try:
         parts = inner.resolve().relative_to(folder.resolve()).parts
     except (OSError, ValueError):
         return None
-    return parts or None
+    if not parts:
+        raise CorpusError(
+            f"{folder}: the output folder is the corpus folder; write the run to another folder (its "
+            f"checkpoints and models would be read as text)"
+        )
+    return parts
 
 
 def special_file_kind(path: Path) -> str:
