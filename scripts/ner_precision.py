@@ -18,6 +18,7 @@ from typing import Optional
 import typer
 
 from spacy_elmo.bilm.precision import PRECISIONS, precision_fallback
+from spacy_elmo.tasks.ner import training_settings
 
 MAX_DROP = 0.2  # F1 points
 
@@ -55,7 +56,7 @@ def main(
                    f"{'n/a' if change is None else f'{change:+.2f}':>12}{verdict}{'  (' + notes[precision] + ')' if precision in notes else ''}")
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(json.dumps({"pipeline": str(pipeline), "data": str(data), "f1": rows, "notes": notes}, indent=2) + "\n")
+        output.write_text(json.dumps({"pipeline": str(pipeline), "data": str(data), "training": training_settings(pipeline), "f1": rows, "notes": notes}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

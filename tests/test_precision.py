@@ -307,3 +307,6 @@ def test_ner_precision_script_evaluates_one_pipeline_in_every_precision(model_di
     f1 = {p: module.evaluate(tmp_path / "pipeline", tmp_path / "gold.spacy", p) for p in ("float32", "int8")}
     expected = 100 * nlp.evaluate(examples)["ents_f"]
     assert f1["float32"] == pytest.approx(expected) and 0 <= f1["int8"] <= 100
+    # what the report compares with its settings (an older run's rows read n/a)
+    assert module.training_settings(tmp_path / "pipeline") == {
+        "max_steps": nlp.config["training"]["max_steps"], "seed": nlp.config["system"]["seed"]}

@@ -310,3 +310,16 @@ def test_inputs_made_with_other_settings_read_na_never_paired(metrics, tmp_path)
     # grids are compared with each other, not with a setting).
     status = {k: v["status"] for k, v in collect(ReportInputs(**inputs))["inputs"].items()}
     assert status["ner_elmo"] == status["ner_seeds"] == "ok" and status["sentiment_seeds"] != "ok"
+
+
+def test_precision_rows_of_another_ner_run_read_na():
+    """metrics/ner_precision.json comes from ner_elmo's pipeline: made with another budget or seed
+    than the report's, its rows are not shown beside the current pair."""
+    from spacy_elmo.tasks.evidence import mismatched_inputs
+
+    settings = {"seed": "0", "ner_max_steps": "20000"}
+    stale = {"ner_precision": {"f1": {"float32": 80.0}, "training": {"max_steps": 4000, "seed": 0}}}
+    assert "max_steps 4000" in mismatched_inputs(stale, settings)["ner_precision"]
+    current = {"ner_precision": {"f1": {"float32": 80.0}, "training": {"max_steps": 20000, "seed": 0}}}
+    assert mismatched_inputs(current, settings) == {}
+    assert mismatched_inputs({"ner_precision": {"f1": {}}}, settings) == {}  # an older file: not compared

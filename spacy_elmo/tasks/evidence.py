@@ -147,13 +147,14 @@ def _integer(value: Any) -> int | None:
 def mismatched_inputs(loaded: dict[str, Any], settings: dict[str, Any]) -> dict[str, str]:
     """{input: why} for the loaded metrics made with other settings than the report's (a file left
     from an earlier run, e.g. read by report-so-far while a rerun with a new budget is under way):
-    the main NER pair's recorded budget and seed against the `ner_max_steps` and `seed` settings,
+    the main NER pair's (and the precision rows') recorded budget and seed against the
+    `ner_max_steps` and `seed` settings,
     the NER grids' budget against `ner_max_steps`, and each text classification seed grid's budget
     against its main grid's. Figures that are not known (older files, settings not given) are not
     compared. The report shows such an input as n/a rather than pair runs of different budgets."""
     out: dict[str, str] = {}
     budget, seed = _integer(settings.get("ner_max_steps")), _integer(settings.get("seed"))
-    for name in ("ner_baseline", "ner_elmo"):
+    for name in ("ner_baseline", "ner_elmo", "ner_precision"):  # ner_precision: ner_elmo's pipeline per precision
         made = (loaded.get(name) or {}).get("training") or {}
         for key, setting, wanted in (("max_steps", "ner_max_steps", budget), ("seed", "seed", seed)):
             found = _integer(made.get(key))
