@@ -264,3 +264,17 @@ def test_lines_within_the_budget_are_unchanged_by_windowing(folder, tmp_path):
     embedder = Embedder(bilm, max_batch_tokens=8)
     whole = embedder.embed_batch([words])[0]
     np.testing.assert_array_equal(embedder.embed_sentences([words])[0], whole)
+
+
+def test_ctrl_c_while_a_model_loads_says_the_download_resumes(tmp_path, monkeypatch):
+    """`embed --model allennlp:original` with downloading allowed: Ctrl-C during the download ends
+    with a line saying what is kept, not a traceback from inside requests."""
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("spacy_elmo.cli._common.resolve_model_files", interrupted)
+    (tmp_path / "in.txt").write_text("One line .\n")
+    result = CliRunner().invoke(app, ["embed", str(tmp_path / "in.txt"), str(tmp_path / "out.hdf5"), "--model", "allennlp:small"])
+    assert result.exit_code == 130
+    assert "Interrupted while loading allennlp:small" in printed(result) and "resumes" in printed(result)
+    assert not (tmp_path / "out.hdf5").exists()

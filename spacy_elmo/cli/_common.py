@@ -57,6 +57,12 @@ def load_model_or_exit(
     except (OptionsError, WeightFileError, ValueError) as err:
         msg.fail(str(err), exits=1)
         raise  # not reached: msg.fail exits; keeps type checkers from seeing a missing return
+    except KeyboardInterrupt:  # Ctrl-C, e.g. during a published model's first download
+        msg.warn(
+            f"Interrupted while loading {model or weight_file}; a download of a published model that was "
+            f"under way is kept in the model cache and resumes when you run the command again"
+        )
+        raise typer.Exit(130) from None
 
 
 def check_device_or_exit(device: str) -> None:
