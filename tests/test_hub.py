@@ -141,6 +141,7 @@ def test_names_with_spaces_other_case_or_a_typo(local, monkeypatch):
         ("Test:tiny", "test:tiny"), ("test:TINY", "test:tiny"), ("tset:tiny", "test:tiny"), ("test:tin", "test:tiny"),
         ("allennlp:Original", "allennlp:original"), ("allennlp:5.5b", "allennlp:original-5.5b"),
         ("efml:DE", "efml:de"), ("efml:german", "efml:de"), ("allennlp:japanese", "allennlp:ja"),
+        ("allennlp:large", "allennlp:original-5.5b"),  # flair's name for it
     ):
         with pytest.raises(hub.UnknownModelError, match=f"unknown model name '{typo}'. Did you mean {meant}[ ?]"):
             hub.resolve_model_name(typo)

@@ -97,6 +97,9 @@ class Catalog:
             f"(spacy-elmo models lists them)"
         )
 
+    # Names other tools give these models (flair's ELMoEmbeddings("large") is the 5.5B model).
+    OTHER_TOOLS_NAMES = {"allennlp:large": "allennlp:original-5.5b"}
+
     def close_names(self, text: str) -> list[str]:
         """Names `text` probably meant: the same name in other case, a near spelling of the family or
         the variant, or a variant that is a word of a model's title ("efml:german" -> efml:de) or a
@@ -105,6 +108,8 @@ class Catalog:
         lowered = {name.lower(): name for name in self.models}
         if text in lowered:
             return [lowered[text]]
+        if self.OTHER_TOOLS_NAMES.get(text) in self.models:
+            return [self.OTHER_TOOLS_NAMES[text]]
         family, _, variant = text.partition(":")
         if family not in self.families:
             close = difflib.get_close_matches(family, list(self.families), n=1, cutoff=0.75)
