@@ -8,7 +8,7 @@ import sys
 import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Iterator, NoReturn, Optional
 
 import typer
 from wasabi import msg
@@ -58,11 +58,17 @@ def load_model_or_exit(
         msg.fail(str(err), exits=1)
         raise  # not reached: msg.fail exits; keeps type checkers from seeing a missing return
     except KeyboardInterrupt:  # Ctrl-C, e.g. during a published model's first download
-        msg.warn(
+        exit_interrupted(
             f"Interrupted while loading {model or weight_file}; a download of a published model that was "
             f"under way is kept in the model cache and resumes when you run the command again"
         )
-        raise typer.Exit(130) from None
+
+
+def exit_interrupted(what_is_kept: str) -> NoReturn:
+    """Ctrl-C: one line saying what is kept and how to go on, then exit status 130 (as the shell
+    reports an interrupt), rather than a traceback or silence."""
+    msg.warn(what_is_kept)
+    raise typer.Exit(130)
 
 
 def check_device_or_exit(device: str) -> None:

@@ -12,6 +12,7 @@ from wasabi import msg
 
 from ..hub import HOME_ENV, HubError, cache_home, cache_problem, cached_model_dir, download_model, load_catalog
 from . import app
+from ._common import exit_interrupted
 
 CacheDirOpt = typer.Option(None, "--cache-dir", help=f"Model cache folder (default: ${HOME_ENV}, else the user cache folder).")
 
@@ -33,12 +34,11 @@ def download_cli(
         directory = download_model(name, cache_dir, force=force, progress=progress)
     except HubError as err:
         msg.fail(str(err), exits=1)
-    except KeyboardInterrupt:  # Ctrl-C: say what is kept, rather than end without a word
-        msg.warn(
+    except KeyboardInterrupt:
+        exit_interrupted(
             f"Interrupted: what was downloaded of {name} is kept in {cache_home(cache_dir) / 'downloads'}; "
             f"run the same command again to resume"
         )
-        raise typer.Exit(130) from None
     msg.good(f"{name} is in {directory}")
     lang = _meta_lang(directory)
     print(

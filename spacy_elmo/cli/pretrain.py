@@ -72,7 +72,7 @@ def pretrain_cli(
     from ..pretrain.lock import OutputFolderError
     from ..pretrain.memory import reuse_freed_memory
     from ..pretrain.tokenizers import TokenizerError
-    from ._common import cleanup_on_sigterm
+    from ._common import cleanup_on_sigterm, exit_interrupted
 
     from ..pretrain.checkpoint import CHECKPOINT_NAME, LEG_STATE_NAME
 
@@ -91,9 +91,8 @@ def pretrain_cli(
         msg.fail(str(err), exits=1)
     except OSError as err:  # e.g. a full disk while writing metrics or the model directory
         msg.fail(f"{output}: {err}. The last checkpoint is intact: fix the cause and run again with --resume", exits=1)
-    except KeyboardInterrupt:  # Ctrl-C: say what is kept, rather than end without a word
-        msg.warn(_interrupted(output))
-        raise typer.Exit(130) from None
+    except KeyboardInterrupt:
+        exit_interrupted(_interrupted(output))
     except RuntimeError as err:
         lost = _lost_other_process(err)
         if lost is None:

@@ -13,7 +13,6 @@ its presence means it is complete; copying it into another machine's <home>/mode
 from __future__ import annotations
 
 import errno
-import json
 import os
 import tempfile
 from pathlib import Path
@@ -80,11 +79,11 @@ def cache_problem(entry: CatalogEntry, home: Path) -> str | None:
 def _installed_sizes(directory: Path) -> dict[str, int]:
     """name -> bytes of each file of the model directory, as meta.json records them at install
     (downloads made before "model_files" was recorded: the sizes of the files fetched as they are)."""
+    from ..bilm.weights import read_meta  # on use, as catalog.py does: size-capped, checked JSON
+
     try:
-        meta = json.loads((directory / "meta.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    if not isinstance(meta, dict):
+        meta = read_meta(directory)
+    except ValueError:  # unreadable: loading the model says so, with the file named
         return {}
     recorded = meta.get("model_files")
     if not isinstance(recorded, dict):
