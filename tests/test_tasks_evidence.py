@@ -703,3 +703,34 @@ def test_ner_precision_rows_show_each_mode_against_float32(tmp_path):
     data.write_text(json.dumps({"f1": {"float32": 82.5, "bfloat16": None, "int8": 82.5}, "notes": {"bfloat16": "no native bf16"}}))
     assert list(rows(data).values()) == ["n/a", "82.50 (+0.00)"]
     assert set(rows(tmp_path / "missing.json").values()) == {"n/a"}
+
+
+def test_learning_curve_plot_has_a_log_axis_error_bars_and_both_arms(tmp_path, monkeypatch):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.container import ErrorbarContainer
+
+    from spacy_elmo.tasks.plots import plot_learning_curve
+
+    figures = []
+    monkeypatch.setattr(plt, "close", figures.append)  # keep the figure to look at
+    curve = {"arms": {
+        "baseline": [{"train_docs": 1000, "f": 0.80, "sd": None}, {"train_docs": 10, "f": 0.40, "sd": 0.02}],
+        "elmo": [{"train_docs": 10, "f": 0.50, "sd": 0.01}, {"train_docs": 1000, "f": 0.85, "sd": None}],
+    }}
+    out = plot_learning_curve(curve, tmp_path / "curve.png")
+    assert out.read_bytes()[:4] == b"\x89PNG"
+    (ax,) = figures[0].axes
+    assert ax.get_xscale() == "log"
+    bars = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
+    assert sorted(c.get_label() for c in bars) == ["+ELMo", "baseline"]
+    for container in bars:
+        xs, ys = container.lines[0].get_data()
+        assert list(xs) == [10, 1000]  # sorted by training sentences
+        segments = container.lines[2][0].get_segments()  # the vertical error bars, one per point
+        half_heights = [abs(seg[1][1] - seg[0][1]) / 2 for seg in segments]
+        expected = [2.0, 0.0] if container.get_label() == "baseline" else [1.0, 0.0]
+        assert half_heights == pytest.approx(expected)
+    monkeypatch.undo()
+    plt.close(figures[0])
