@@ -147,6 +147,33 @@ def test_onednn_int8_path_on_cpus_with_amx_or_vnni_signed_only_with_amx(monkeypa
     assert all(torch.equal(p, products[0]) for p in products)
 
 
+def test_int8_accumulate_adds_in_place_with_the_numbers_of_forward(tiny_bilm, monkeypatch):
+    """The LSTM's per-step hidden product adds into the step's input gates in place (oneDNN's "sum"
+    post-op): bit for bit what forward(x, add=target) gives, on either zero point and on the
+    fallbacks, and the int8 model's layers do not change with it."""
+    from spacy_elmo.bilm import quantized
+
+    generator = torch.Generator().manual_seed(4)
+    weight, x = torch.randn(16, 24, generator=generator), torch.rand(5, 16, generator=generator) * 6 - 3
+    target = torch.randn(5, 24, generator=generator)
+    cases = [(True, True), (True, False), (False, True)] if quantized.torch_has_onednn_int8() else [(False, True)]
+    for onednn, has_amx in cases:
+        monkeypatch.setattr(quantized, "use_onednn_int8", lambda onednn=onednn: onednn)
+        monkeypatch.setattr(quantized, "_cpu_has_amx", lambda has_amx=has_amx: has_amx)
+        for linear in (Int8Linear(weight, input_bound=3.0), Int8Linear(weight), Int8Linear(weight, torch.ones(24), 3.0)):
+            expected = linear(x, add=target.clone())
+            into = target.clone()
+            result = linear.accumulate(x, into)
+            assert result.data_ptr() == into.data_ptr() and torch.equal(into, expected), (onednn, has_amx)
+        strided = target.clone().t().contiguous().t()  # not contiguous: through forward
+        assert torch.equal(Int8Linear(weight, input_bound=3.0).accumulate(x, strided), Int8Linear(weight, input_bound=3.0)(x, add=target))
+    monkeypatch.undo()
+    in_place = layers(with_precision(tiny_bilm, "int8"), SENTENCES)
+    monkeypatch.setattr(Int8Linear, "accumulate", lambda self, x, target: target.copy_(self(x, add=target)))
+    through_forward = layers(with_precision(tiny_bilm, "int8"), SENTENCES)
+    assert all(torch.equal(a, b) for a, b in zip(in_place, through_forward))
+
+
 def test_int8_copy_holds_int8_weights_and_refuses_stateful(make_bilm):
     quantized = quantize_bilm(make_bilm())
     kinds = {name.rsplit(".", 1)[-1]: t.dtype for name, t in quantized.state_dict().items()}

@@ -115,7 +115,8 @@ class BiLstmLayer(nn.Module):
         return fast if fast is not None else torch.baddbmm(bias.unsqueeze(1), x, self.W_input)
 
     def hidden_gates(self, x_gates: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-        """(2, n, 4cell) + (2, n, proj) @ W_hidden -> (2, n, 4cell)."""
+        """(2, n, 4cell) + (2, n, proj) @ W_hidden -> (2, n, 4cell). The caller gives up x_gates:
+        the int8 copy adds into its memory and returns it."""
         fast = self.blocked.product("hidden", h, self.W_hidden, add=x_gates)
         return fast if fast is not None else torch.baddbmm(x_gates, h, self.W_hidden)
 
@@ -184,7 +185,7 @@ class BiLstmLayer(nn.Module):
         cell_update = cell_update_inplace if not torch.is_grad_enabled() else cell_update_autograd
         for t, x_step in zip(range(time), x_steps):
             n = active[t]
-            gates = self.hidden_gates(x_step, h[:, :n])  # (2, n, 4cell), a new tensor
+            gates = self.hidden_gates(x_step, h[:, :n])  # (2, n, 4cell), a new tensor or x_step's memory
             c_new, m = cell_update(gates.to(cell_dtype), c[:, :n], self.cell_clip)
             h_new = self.project(m.to(h.dtype))  # (2, n, proj)
             if self.proj_clip is not None:

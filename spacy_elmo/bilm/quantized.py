@@ -89,6 +89,15 @@ class PackedInt8Weight:
     def exact_product(self, x_q: torch.Tensor) -> torch.Tensor:
         return self.scaled_product(x_q, self.ones)
 
+    def accumulate_into(self, x_q: torch.Tensor, scale: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """target += (x_q @ weight.T) * scale, in place (oneDNN's "sum" post-op: the numbers of
+        scaled_product with add=target, without a new output and a copy). target: (n, out)
+        float32, contiguous."""
+        return torch.ops.onednn.qlinear_pointwise.binary(
+            self.kernel_input(x_q), 1.0, self.input_zero_point, self.packed, scale, self.zeros, target, None, 1.0, 0,
+            torch.float32, 1.0, 0, "sum", 1.0, "none", [], "",
+        )
+
     def scaled_product(
         self, x_q: torch.Tensor, scale: torch.Tensor, add: torch.Tensor | None = None, bias: torch.Tensor | None = None
     ) -> torch.Tensor:
@@ -151,6 +160,21 @@ class Int8Linear(nn.Module):
         packed = self.packed()
         return torch._int_mm(x_q, self.weight.t()) if packed is None else packed.exact_product(x_q)
 
+    def quantize_bounded(self, rows: torch.Tensor) -> torch.Tensor:
+        """Inputs known to lie within input_bound, to int8 with its fixed scale."""
+        return rows.mul(INT8_MAX / self.input_bound).round_().clamp_(-INT8_MAX, INT8_MAX).to(torch.int8)
+
+    def accumulate(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """target += x @ W (+ bias), in place; returns target. x (n, in), target (n, out) float32.
+        The same numbers as forward(x, add=target); with a fixed input scale and oneDNN the product
+        adds into target's own memory (no new (n, out) tensor, no copy: the LSTM's per-step gates)."""
+        packed = self.packed()
+        if packed is None or self.input_bound is None or self.bias is not None or not target.is_contiguous():
+            return target.copy_(self(x, add=target))
+        if x.shape[0] == 0:
+            return target
+        return packed.accumulate_into(self.quantize_bounded(x.float()), self.scale, target)
+
     def forward(
         self, x: torch.Tensor, add: torch.Tensor | None = None, out: torch.Tensor | None = None
     ) -> torch.Tensor:
@@ -164,7 +188,7 @@ class Int8Linear(nn.Module):
             add = add + self.bias
         base = self.bias if add is None else add
         if self.input_bound is not None:
-            x_q = rows.mul(INT8_MAX / self.input_bound).round_().clamp_(-INT8_MAX, INT8_MAX).to(torch.int8)
+            x_q = self.quantize_bounded(rows)
             packed = self.packed()
             if packed is not None:  # the scaling and `add` inside the product's own output pass
                 if add is None:  # base is the bias or nothing
@@ -209,7 +233,10 @@ class Int8BiLstmLayer(BiLstmLayer):
         return _per_direction(self.inputs, x)
 
     def hidden_gates(self, x_gates: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-        return _per_direction(self.hiddens, h, add=x_gates)
+        # Into x_gates' own memory: it is this step's fresh input part, read only here.
+        for d, linear in enumerate(self.hiddens):
+            linear.accumulate(h[d], x_gates[d])
+        return x_gates
 
     def project(self, m: torch.Tensor) -> torch.Tensor:
         return _per_direction(self.projections, m)
