@@ -14,6 +14,7 @@ from spacy_elmo.tasks._io import read_json
 from spacy_elmo.tasks.features import set_threads
 from spacy_elmo.tasks.pretrain_corpus import describe_corpus
 from spacy_elmo.tasks.report import ReportInputs, make_report
+from spacy_elmo.tasks.table import update_readme
 
 
 def _pairs(values: List[str], what: str) -> dict:
@@ -54,7 +55,7 @@ def main(
     model: Optional[Path] = typer.Option(None, "--model", help="biLM model directory (for the polysemy plot)."),
     pipeline: List[str] = typer.Option([], "--pipeline", help="TASK=PIPELINE_DIR of a trained pipeline with a learned mix (repeatable)."),
     setting: List[str] = typer.Option([], "--setting", help="KEY=VALUE shown in the report header (repeatable)."),
-    readme: Optional[Path] = typer.Option(None, "--readme", help="Also put the table between the report markers of this Markdown file (the workflow: docs/experiments.md)."),
+    readme: Optional[Path] = typer.Option(None, "--readme", help="Also put the table between the report markers of this Markdown file (the workflow: docs/experiments.md), when no input is missing or made with other settings: a partial report (report-so-far) leaves it as it is."),
     threads: int = typer.Option(0, "--threads", help="torch CPU threads (0: torch's default)."),
 ) -> None:
     set_threads(threads)
@@ -68,12 +69,16 @@ def main(
         sentiment_seeds=sentiment_seeds, topics_seeds=topics_seeds, ner_curve=ner_curve, ner_vectors=ner_vectors, ner_vectors_seeds=ner_vectors_seeds,
         model=model, pipelines=_pairs(pipeline, "--pipeline"), settings=settings,
     )
-    data = make_report(inputs, out_dir, readme=readme)
+    data = make_report(inputs, out_dir)
     missing = [k for k, v in data["inputs"].items() if v["status"] != "ok" and not v["status"].startswith("other settings")]
     stale = [k for k, v in data["inputs"].items() if v["status"].startswith("other settings")]
     typer.echo(f"Wrote {out_dir / 'report.md'} and {out_dir / 'report.json'}" + (f"; missing: {', '.join(missing)}" if missing else "")
                + (f"; made with other settings, shown as n/a: {', '.join(stale)}" if stale else ""))
-    if readme is not None and not data.get("readme_updated"):
+    if readme is None:
+        return
+    if missing or stale:  # the tracked copy of the table is the whole report's, never a partial one
+        typer.echo(f"{readme}: left unchanged (the report is not complete)")
+    elif not update_readme(readme, (out_dir / "report.md").read_text(encoding="utf-8")):
         typer.echo(f"{readme}: no report markers, left unchanged")
 
 

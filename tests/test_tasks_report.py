@@ -323,3 +323,38 @@ def test_precision_rows_of_another_ner_run_read_na():
     current = {"ner_precision": {"f1": {"float32": 80.0}, "training": {"max_steps": 20000, "seed": 0}}}
     assert mismatched_inputs(current, settings) == {}
     assert mismatched_inputs({"ner_precision": {"f1": {}}}, settings) == {}  # an older file: not compared
+
+
+def test_report_script_updates_the_tracked_table_only_from_a_complete_report(tmp_path, metrics, monkeypatch):
+    """report-so-far runs the report's command on whatever exists: a partial report must not
+    replace the table in docs/experiments.md (tracked) with n/a rows; a complete one does."""
+    import runpy
+    import sys
+
+    readme = tmp_path / "experiments.md"
+    before = f"# Experiments\n\n{README_START}\nthe last complete table\n{README_END}\n"
+    readme.write_text(before)
+
+    def run(*args: str) -> None:
+        monkeypatch.setattr(sys, "argv", ["report.py", str(tmp_path / "out"), *args, "--readme", str(readme)])
+        with pytest.raises(SystemExit) as stop:
+            runpy.run_path(str(Path(__file__).resolve().parents[1] / "scripts" / "report.py"), run_name="__main__")
+        assert stop.value.code in (0, None)
+
+    run("--stsb", str(metrics["stsb"]))  # most inputs missing
+    assert readme.read_text() == before
+    assert json.loads((tmp_path / "out" / "report.json").read_text())["inputs"]["stsb"]["status"] == "ok"
+
+    from spacy_elmo.tasks import report as report_module
+    monkeypatch.setattr(report_module, "collect", _all_inputs_ok(report_module.collect))
+    run("--stsb", str(metrics["stsb"]))
+    assert "the last complete table" not in readme.read_text() and "| STS-B | Spearman x100 | test |" in readme.read_text()
+
+
+def _all_inputs_ok(collect):
+    """collect() as if every input had been given (the figures themselves are the ones given)."""
+    def wrapped(inputs):
+        fig = collect(inputs)
+        fig["inputs"] = {name: {**entry, "status": "ok"} for name, entry in fig["inputs"].items()}
+        return fig
+    return wrapped
