@@ -207,11 +207,11 @@ class Int8Linear(nn.Module):
         return torch.addcmul(base, y, self.scale, out=out)
 
 
-def _per_direction(linears: nn.ModuleList, x: torch.Tensor, add: torch.Tensor | None = None) -> torch.Tensor:
+def _per_direction(linears: nn.ModuleList, x: torch.Tensor) -> torch.Tensor:
     """(2, n, in) -> (2, n, out): direction d through linears[d], straight into one tensor."""
     out = x.new_empty(2, x.shape[1], linears[0].weight.shape[0], dtype=torch.float32)
     for d, linear in enumerate(linears):
-        linear(x[d], None if add is None else add[d], out=out[d])
+        linear(x[d], out=out[d])
     return out
 
 
